@@ -1,0 +1,115 @@
+"""Domain types shared by the catalog, planner, cache, codec and merge layers.
+
+Protobuf types never appear here: the service layer converts at the edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FeatureType(enum.IntEnum):
+    """Type of a feature value; numbers match fetcher.v1.FeatureType."""
+
+    DOUBLE = 1
+    INT64 = 2
+    STRING = 3
+    BOOL = 4
+    BYTES = 5
+    DOUBLE_LIST = 6
+    INT64_LIST = 7
+    STRING_LIST = 8
+    BOOL_LIST = 9
+
+
+class KeyType(enum.IntEnum):
+    """Type of an entity key column; numbers match fetcher.v1.KeyType."""
+
+    INT64 = 1
+    STRING = 2
+    BYTES = 3
+
+
+class Status(enum.IntEnum):
+    """Per-feature status; numbers match fetcher.v1.FeatureStatus."""
+
+    PRESENT = 1
+    NOT_FOUND = 2
+    NULL_VALUE = 3
+    OUTSIDE_MAX_AGE = 4
+    ERROR = 5
+
+
+@dataclass(frozen=True, slots=True)
+class KeyColumn:
+    """One column of an entity key (a group may have several: s2_cell_id + place_id)."""
+
+    name: str
+    type: KeyType
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One feature of a group: a field of the group's Avro record."""
+
+    name: str
+    type: FeatureType
+    nullable: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """How a group's rows are cached; the TTLs come from settings when None."""
+
+    l1: bool = True
+    l2: bool = False
+    l1_ttl_s: float | None = None
+    l2_ttl_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureGroup:
+    """A compiled feature group: where its rows live and what they hold."""
+
+    name: str
+    store: str  # name of a store in the settings
+    dataset: str  # namespace / table inside the store
+    keys: tuple[KeyColumn, ...]
+    features: tuple[Feature, ...]
+    # Rows whose event time is older than this (relative to the read time) are OUTSIDE_MAX_AGE;
+    # None: rows never go stale.
+    max_age_s: int | None
+    online: bool
+    # Parsed fastavro reader schema (the group's current schema); built once at load.
+    schema: Any = field(repr=False, compare=False)
+    # Store-side retention of the entity's data written by `fetcher load`; None: forever.
+    ttl_s: int | None = None
+    cache: CachePolicy = CachePolicy()
+    description: str = ""
+    # Where the config came from, for error messages.
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """One group inside a feature service: key mapping and name prefix (a Chronon join part)."""
+
+    group: str
+    # request key name -> group key column name; a group key not mapped is read
+    # from the request key of the same name.
+    key_mapping: tuple[tuple[str, str], ...] = ()
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureService:
+    """A named join of several groups, returned as one vector in join order."""
+
+    name: str
+    joins: tuple[Join, ...]
+    online: bool = True
+    description: str = ""
+    source: str = ""
