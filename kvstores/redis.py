@@ -1,0 +1,233 @@
+"""RedisStore: versions of every key in one Redis sorted set per entity key.
+
+Layout (docs/storage-layout.md has the exact bytes):
+
+- Redis key = b"<key_prefix>:<dataset>:{" + entity key bytes + b"}". The hash tag
+  puts every version of an entity in one Redis Cluster slot.
+- score = event_ms, member = event_ms as 8 bytes big-endian signed + value bytes,
+  so two versions never share a member and the event time survives exactly.
+  A score is a double: exact for |event_ms| <= 2**53 (year 287,396), checked on write.
+- TTL: the whole entity key expires ttl_s after its newest write (EXPIRE).
+
+"Latest at or before T" is ZRANGE key T -inf BYSCORE REV LIMIT 0 1, and a whole
+batch of lookups goes out as one pipeline: one round trip per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
+
+from kvstores.base import Found, KVStore, Lookup, Row, StoreError
+
+__all__ = ["MAX_EXACT_EVENT_MS", "RedisStore"]
+
+#: Largest |event_ms| a double score holds exactly.
+MAX_EXACT_EVENT_MS = 2**53
+
+_MEMBER_TS = struct.Struct(">q")
+# Rows per pipeline on writes: large enough to amortise the round trip, small
+# enough that one reply buffer stays modest and a timeout loses little work.
+_WRITE_CHUNK = 1000
+_BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+def _check_event_ms(row: Row) -> None:
+    if type(row.event_ms) is not int or not -MAX_EXACT_EVENT_MS <= row.event_ms <= (
+        MAX_EXACT_EVENT_MS
+    ):
+        raise ValueError(
+            f"event_ms {row.event_ms!r} of dataset {row.dataset!r}: "
+            f"Redis scores are exact only for integers within +-2**53"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    # asyncio.timeout raises a bare TimeoutError; say what it means.
+    return f"{type(exc).__name__}: {exc or 'no answer in time'}"
+
+
+class RedisStore(KVStore):
+    """KVStore over Redis (standalone) with redis.asyncio; connects lazily."""
+
+    kind = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 0.1,
+        write_timeout_s: float = 5.0,
+        max_connections: int = 64,
+        max_versions: int | None = 16,
+        key_prefix: str = "ft",
+    ) -> None:
+        """Prepare the connection pools; nothing connects until the first call."""
+        if timeout_s <= 0 or write_timeout_s <= 0:
+            raise ValueError(
+                f"timeout_s and write_timeout_s must be > 0, got {timeout_s}, {write_timeout_s}"
+            )
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if max_versions is not None and max_versions < 1:
+            raise ValueError(f"max_versions must be >= 1 or None, got {max_versions}")
+        if not key_prefix or any(c in key_prefix for c in ":{}"):
+            raise ValueError(f"key_prefix {key_prefix!r} must be non-empty without ':', '{{', '}}'")
+        self.url = url
+        self.timeout_s = timeout_s
+        self.write_timeout_s = write_timeout_s
+        self.max_connections = max_connections
+        self.max_versions = max_versions
+        self.key_prefix = key_prefix
+        self._prefixes: dict[str, bytes] = {}
+        # Request path: fail fast. socket timeouts bound each socket operation and
+        # asyncio.timeout (in _reads) bounds the whole call including the pool wait.
+        self._client = self._make_client(timeout_s)
+        # Bulk writes (fetcher load) get a longer timeout; the pool is created on
+        # first write so read-only servers never open it.
+        self._write_client: Redis | None = None
+        self._closed = False
+
+    def _make_client(self, timeout_s: float) -> Redis:
+        # No retries: a failed call raises at once and the caller decides (the
+        # fetcher serves ERROR for that group). Recovery needs no retry: redis-py
+        # disconnects a connection on any error or cancellation, and the pool
+        # checks a pooled connection before reuse (a closed socket reads as EOF)
+        # and reconnects it. No health_check_interval: its PING would add a round
+        # trip to the first request after an idle period.
+        # Maintenance notifications off: while on (redis-py 8 defaults to "auto")
+        # the pool skips that stale-connection check, so a connection idle across
+        # a Redis restart failed its next call; they may also relax socket
+        # timeouts to 10 s during a failover.
+        pool = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_connections,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        )
+        return Redis.from_pool(pool)
+
+    def _key_prefix(self, dataset: str) -> bytes:
+        # Built once per dataset.
+        prefix = self._prefixes.get(dataset)
+        if prefix is None:
+            if not isinstance(dataset, str) or not dataset or "{" in dataset or "}" in dataset:
+                raise ValueError(
+                    f"dataset {dataset!r}: must be a non-empty str without '{{' or '}}' "
+                    "(they would change the Redis Cluster hash tag)"
+                )
+            prefix = f"{self.key_prefix}:{dataset}:{{".encode()
+            self._prefixes[dataset] = prefix
+        return prefix
+
+    def redis_key(self, dataset: str, key: bytes) -> bytes:
+        """The Redis key holding every version of (dataset, key)."""
+        return self._key_prefix(dataset) + key + b"}"
+
+    async def multi_get(self, lookups: Sequence[Lookup]) -> list[Found | None]:
+        """Latest version at or before each lookup's time, or None; one pipeline per call."""
+        self._check_open()
+        if not lookups:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for dataset, key, at_ms in lookups:
+            start = b"+inf" if at_ms is None else at_ms
+            pipe.execute_command(
+                "ZRANGE", self.redis_key(dataset, key), start, b"-inf",
+                b"BYSCORE", b"REV", b"LIMIT", 0, 1,
+            )  # fmt: skip
+        replies = await self._run(pipe, self.timeout_s, "multi_get")
+        results: list[Found | None] = []
+        for (dataset, key, _), reply in zip(lookups, replies, strict=True):
+            if not reply:
+                results.append(None)
+                continue
+            member: bytes = reply[0]
+            if len(member) < _MEMBER_TS.size:
+                raise StoreError(
+                    f"redis: malformed member in {self.redis_key(dataset, key)!r}: "
+                    f"{len(member)} bytes, expected 8-byte event time + value"
+                )
+            results.append((member[_MEMBER_TS.size :], _MEMBER_TS.unpack_from(member)[0]))
+        return results
+
+    async def multi_put(self, rows: Sequence[Row]) -> None:
+        """Write rows in pipelines of 1000: replace same event time, add, expire, trim."""
+        self._check_open()
+        for row in rows:  # Validate everything before writing anything.
+            _check_event_ms(row)
+            if row.ttl_s is not None and row.ttl_s < 1:
+                raise ValueError(f"ttl_s {row.ttl_s!r} of dataset {row.dataset!r}: must be >= 1")
+            self._key_prefix(row.dataset)
+        if not rows:
+            return
+        if self._write_client is None:
+            self._write_client = self._make_client(self.write_timeout_s)
+        trim_stop = None if self.max_versions is None else -(self.max_versions + 1)
+        for start in range(0, len(rows), _WRITE_CHUNK):
+            pipe = self._write_client.pipeline(transaction=False)
+            for row in rows[start : start + _WRITE_CHUNK]:
+                rkey = self.redis_key(row.dataset, row.key)
+                ts = row.event_ms
+                # Not atomic (no MULTI, to stay cluster-friendly): a reader racing a
+                # replace of the same event time may miss that version for an instant.
+                pipe.execute_command("ZREMRANGEBYSCORE", rkey, ts, ts)
+                pipe.execute_command("ZADD", rkey, ts, _MEMBER_TS.pack(ts) + row.value)
+                if row.ttl_s is None:
+                    # The newest write decides the entity's lifetime: "forever".
+                    pipe.execute_command("PERSIST", rkey)
+                else:
+                    pipe.execute_command("EXPIRE", rkey, int(row.ttl_s))
+                if trim_stop is not None:
+                    # Ranks ascend by score: drop all but the max_versions newest.
+                    pipe.execute_command("ZREMRANGEBYRANK", rkey, 0, trim_stop)
+            await self._run(pipe, self.write_timeout_s, "multi_put")
+
+    async def ping(self) -> None:
+        """Return when Redis answers PING within the timeout; raise StoreError otherwise."""
+        self._check_open()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._client.ping()
+        except _BACKEND_ERRORS as exc:
+            raise StoreError(f"redis {self._where()}: ping failed: {_describe(exc)}") from exc
+
+    async def close(self) -> None:
+        """Close both connection pools (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.aclose()
+        if self._write_client is not None:
+            await self._write_client.aclose()
+
+    async def _run(self, pipe: Any, timeout_s: float, what: str) -> list[Any]:
+        """Execute a pipeline within timeout_s; every backend failure becomes StoreError."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                replies: list[Any] = await pipe.execute()
+        except _BACKEND_ERRORS as exc:
+            raise StoreError(f"redis {self._where()}: {what} failed: {_describe(exc)}") from exc
+        finally:
+            await pipe.reset()
+        return replies
+
+    def _where(self) -> str:
+        # Host and port only: the URL may carry a password.
+        kwargs = self._client.connection_pool.connection_kwargs
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"redis store {self._where()} is closed")
