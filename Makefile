@@ -1,0 +1,47 @@
+# Developer entry points. `make run` serves the demo features; `make test` runs every test.
+# Both set everything up first (scripts/setup.sh is idempotent and fast when nothing changed).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SETTINGS ?= config/demo.toml
+JUNIT := build/test-results.xml
+PYTEST_ARGS ?=
+# grpcurl and grpc_health_probe for the e2e tests, installed by scripts/setup.sh.
+TEST_PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup proto lint services services-stop test run clean
+
+setup:
+	@VENV=$(VENV) bash scripts/setup.sh
+
+proto: setup
+	PYTHON=$(PY) bash scripts/gen_proto.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+services: setup
+	@bash scripts/services.sh start
+
+services-stop:
+	@bash scripts/services.sh stop
+
+# pytest's own exit code (5 = no test collected) fails the run, and so does any
+# skipped test: scripts/check_no_skips.py reads the JUnit XML.
+test: setup services lint
+	@mkdir -p build && rm -f $(JUNIT)
+	@rc=0; \
+	PATH="$(TEST_PATH)" $(VENV)/bin/pytest -q -p no:cacheprovider -rs --strict-markers \
+	  --junitxml=$(JUNIT) $(PYTEST_ARGS) tests/ || rc=$$?; \
+	$(PY) scripts/check_no_skips.py $(JUNIT) || { [ $$rc -ne 0 ] || rc=1; }; \
+	exit $$rc
+
+run: setup
+	$(VENV)/bin/fetcher demo --settings $(SETTINGS)
+	$(VENV)/bin/fetcher serve --settings $(SETTINGS)
+
+clean:
+	@bash scripts/services.sh stop || true
+	rm -rf build data

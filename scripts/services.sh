@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Starts, stops and reports the real servers the integration and e2e tests use.
+# All listen on 127.0.0.1 only, on non-default ports; state and logs live under
+# build/services/. Starting reuses a server that already answers.
+#
+#   scripts/services.sh start|stop|status [service...]
+#
+# Services (default: all): redis (127.0.0.1:6390).
+# To add one (Cassandra, a DynamoDB-compatible server, a Redis Cluster): write
+# NAME_start, NAME_stop and NAME_status functions and add NAME to SERVICES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+STATE_DIR="$ROOT/build/services"
+SERVICES=(redis)
+
+REDIS_HOST=127.0.0.1
+REDIS_PORT="${FETCHER_TEST_REDIS_PORT:-6390}"
+START_TIMEOUT="${SERVICES_START_TIMEOUT:-20}"
+
+say() { printf 'services: %s\n' "$*"; }
+die() { printf 'services: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# wait_until SECONDS DESCRIPTION LOGFILE COMMAND...: polls COMMAND every 0.2 s;
+# on timeout prints the log tail and fails.
+wait_until() {
+  local timeout="$1" what="$2" log="$3"
+  shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      printf 'services: ERROR: %s not ready after %ss; last lines of %s:\n' "$what" "$timeout" "$log" >&2
+      tail -n 30 "$log" >&2 2>/dev/null || printf '  (no log)\n' >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# --- redis -------------------------------------------------------------------
+
+redis_pidfile() { echo "$STATE_DIR/redis-$REDIS_PORT.pid"; }
+redis_log() { echo "$STATE_DIR/redis-$REDIS_PORT.log"; }
+
+redis_ping() {
+  [[ "$(timeout 2 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+redis_start() {
+  if redis_ping; then
+    say "redis already running on $REDIS_HOST:$REDIS_PORT"
+    return
+  fi
+  command -v redis-server >/dev/null 2>&1 || die "redis-server not installed: run scripts/setup.sh"
+  mkdir -p "$STATE_DIR"
+  local log pidfile
+  log="$(redis_log)"
+  pidfile="$(redis_pidfile)"
+  : >"$log"
+  redis-server \
+    --bind "$REDIS_HOST" --port "$REDIS_PORT" --protected-mode yes \
+    --save '' --appendonly no \
+    --daemonize yes --pidfile "$pidfile" --logfile "$log" --dir "$STATE_DIR" \
+    || { tail -n 30 "$log" >&2 2>/dev/null; die "redis-server failed to start"; }
+  wait_until "$START_TIMEOUT" "redis on $REDIS_HOST:$REDIS_PORT" "$log" redis_ping
+  say "redis started on $REDIS_HOST:$REDIS_PORT (log $log)"
+}
+
+redis_stop() {
+  local pidfile pid
+  pidfile="$(redis_pidfile)"
+  if redis_ping; then
+    redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  fi
+  if pid_alive "$pidfile"; then
+    pid="$(cat "$pidfile")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+  fi
+  for _ in $(seq 50); do redis_ping || break; sleep 0.1; done
+  redis_ping && die "redis on $REDIS_HOST:$REDIS_PORT still answers after shutdown"
+  rm -f "$pidfile"
+  say "redis stopped ($REDIS_HOST:$REDIS_PORT)"
+}
+
+redis_status() {
+  if redis_ping; then
+    say "redis: running on $REDIS_HOST:$REDIS_PORT"
+  else
+    say "redis: stopped ($REDIS_HOST:$REDIS_PORT)"
+    return 1
+  fi
+}
+
+# --- dispatch ----------------------------------------------------------------
+
+usage() { echo "usage: $0 start|stop|status [${SERVICES[*]}]" >&2; exit 2; }
+
+main() {
+  (($# >= 1)) || usage
+  local action="$1"
+  shift
+  local names=("$@")
+  ((${#names[@]})) || names=("${SERVICES[@]}")
+  local name rc=0
+  for name in "${names[@]}"; do
+    [[ " ${SERVICES[*]} " == *" $name "* ]] || die "unknown service '$name' (known: ${SERVICES[*]})"
+  done
+  case "$action" in
+    start | stop)
+      for name in "${names[@]}"; do "${name}_${action}"; done
+      ;;
+    status)
+      for name in "${names[@]}"; do "${name}_status" || rc=1; done
+      return "$rc"
+      ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

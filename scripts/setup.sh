@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Sets up everything the project needs on a fresh Debian machine, and is fast when
+# nothing changed: the Python venv (.venv), Debian's redis-server for the test
+# services, and the pinned Go tools (grpcurl, grpc-health-probe) in .tools/bin.
+#
+# Environment:
+#   VENV=dir       venv location (default .venv); useful to try the fresh path
+#   PYTHON=python3 interpreter that creates the venv
+#   SKIP_APT=1     do not install Debian packages
+#   SKIP_GO=1      do not install the Go tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+TOOLS_BIN="$ROOT/.tools/bin"
+
+# Pinned Go tools: "module/path/cmd@version binary-name".
+GO_TOOLS=(
+  "github.com/grpc-ecosystem/grpc-health-probe@v0.4.62 grpc-health-probe"
+  "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3 grpcurl"
+)
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+setup_venv() {
+  if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found: install Python 3.11+"
+    say "creating $VENV with $("$PYTHON" --version 2>&1)"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.pyproject.sha256" want have=""
+  want="$(sha256_of pyproject.toml)"
+  [[ -f "$stamp" ]] && have="$(cat "$stamp")"
+  if [[ "$want" != "$have" ]]; then
+    say "installing Python packages (pip install -e '.[dev]')"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    echo "$want" >"$stamp"
+  else
+    say "venv $VENV up to date"
+  fi
+}
+
+apt_updated=0
+apt_install() {
+  if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to apt-get install $*"
+    local SUDO=sudo
+  else
+    local SUDO=""
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ "$apt_updated" == 0 ]]; then
+    say "apt-get update"
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  # A policy-rc.d that answers 101 keeps the package from starting its own
+  # daemon (redis on 6379); only added when none exists, removed afterwards.
+  local policy=/usr/sbin/policy-rc.d added_policy=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    added_policy=1
+  fi
+  say "apt-get install $*"
+  local rc=0
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+  if [[ "$added_policy" == 1 ]]; then $SUDO rm -f "$policy"; fi
+  [[ "$rc" == 0 ]] || die "apt-get install $* failed (exit $rc)"
+}
+
+setup_redis() {
+  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    say "redis-server present ($(redis-server --version | awk '{print $3}' | sed 's/^v=//'))"
+    return
+  fi
+  [[ "${SKIP_APT:-}" == 1 ]] && die "redis-server missing and SKIP_APT=1"
+  apt_install redis-server redis-tools
+  # Debian's service would hold 6379; the tests start their own on 6390.
+  if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+}
+
+find_go() {
+  if command -v go >/dev/null 2>&1; then command -v go; return; fi
+  if [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go; return; fi
+  return 1
+}
+
+setup_go_tools() {
+  [[ "${SKIP_GO:-}" == 1 ]] && { say "SKIP_GO=1: not installing Go tools"; return; }
+  mkdir -p "$TOOLS_BIN"
+  local go="" entry pkg bin stamp
+  for entry in "${GO_TOOLS[@]}"; do
+    pkg="${entry% *}"
+    bin="${entry#* }"
+    stamp="$TOOLS_BIN/.$bin.version"
+    if [[ -x "$TOOLS_BIN/$bin" && -f "$stamp" && "$(cat "$stamp")" == "$pkg" ]]; then
+      say "$bin present (${pkg##*@})"
+      continue
+    fi
+    if [[ -z "$go" ]]; then
+      go="$(find_go)" || die "Go not found (looked on PATH and /usr/local/go/bin): needed for $bin"
+    fi
+    say "go install $pkg"
+    GOBIN="$TOOLS_BIN" "$go" install "$pkg"
+    echo "$pkg" >"$stamp"
+  done
+  # The tests and docs also call the probe by its common binary name.
+  ln -sf grpc-health-probe "$TOOLS_BIN/grpc_health_probe"
+}
+
+setup_venv
+setup_redis
+setup_go_tools
+say "done"
