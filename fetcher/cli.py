@@ -1,0 +1,244 @@
+"""`fetcher`: serve, get, list, validate, load and demo, one subcommand each."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def _settings(path: str | None) -> Any:
+    from fetcher.settings import load_settings
+
+    return load_settings(path or os.environ.get("FETCHER_SETTINGS"))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from fetcher.server import serve
+
+    settings = _settings(args.settings)
+    logging.getLogger(__name__).info("settings:\n%s", settings.describe())
+    uvloop.run(serve(settings))
+    return 0
+
+
+def _parse_at(text: str | None) -> dt.datetime | int | None:
+    if text is None:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _format_ms(ms: int) -> str:
+    if ms == 0:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from fetcher.client import FeatureClient
+    from fetcher.keys import parse_key_text
+    from fetcher.types import FeatureType, KeyColumn
+
+    name = args.service or args.group
+    with FeatureClient(args.target, timeout_s=args.timeout) as client:
+        types = client.key_types(name)
+        keys: dict[str, int | str | bytes] = {}
+        for item in args.key:
+            key_name, sep, text = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--key {item!r}: expected NAME=VALUE")
+            if key_name not in types:
+                known = ", ".join(types)
+                raise SystemExit(f"--key {key_name!r}: {name} has keys {known}")
+            keys[key_name] = parse_key_text(KeyColumn(key_name, types[key_name]), text)
+        response = client.get_raw(
+            keys=keys, service=args.service, group=args.group, at=_parse_at(args.at)
+        )
+    from fetcher.client import decode_vectors
+
+    row = decode_vectors(response.metadata, [response.vector])[0]
+    if args.json:
+        out = {
+            "config_version": response.metadata.config_version,
+            "features": {
+                n: {"status": v.status.name, "value": _jsonable(v.value), "type": v.type.name}
+                for n, v in row.items()
+            },
+            "event_timestamps_ms": dict(
+                zip(response.metadata.groups, response.vector.event_timestamps_ms, strict=True)
+            ),
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{name}  (config {response.metadata.config_version})")
+    for group, ms in zip(response.metadata.groups, response.vector.event_timestamps_ms,
+                         strict=True):
+        print(f"  {group:<24} event time {_format_ms(ms)}")
+    width = max(len(n) for n in row) if row else 10
+    print(f"\n  {'feature':<{width}}  {'type':<11}  {'status':<15}  value")
+    for feature_name, value in row.items():
+        shown = _jsonable(value.value) if value.status.name == "PRESENT" else ""
+        type_name = FeatureType(value.type).name
+        print(f"  {feature_name:<{width}}  {type_name:<11}  {value.status.name:<15}  {shown}")
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from fetcher.client import FeatureClient
+    from fetcher.types import FeatureType, KeyType
+
+    with FeatureClient(args.target, timeout_s=args.timeout) as client:
+        listing = client.describe(args.name or "")
+    print(f"config {listing.config_version}")
+    for kind, entries in (("group", listing.groups), ("service", listing.services)):
+        for entry in entries:
+            keys = ", ".join(f"{k.name}:{KeyType(k.type).name.lower()}" for k in entry.keys)
+            print(f"\n{kind} {entry.name}  keys: {keys}  ({len(entry.features)} features)")
+            if args.name:
+                for f in entry.features:
+                    print(f"  {f.name:<32} {FeatureType(f.type).name}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from fetcher.catalog import CatalogError, load_catalog
+
+    stores = None
+    if args.settings:
+        stores = set(_settings(args.settings).stores)
+    try:
+        catalog = load_catalog(args.directory, stores)
+    except CatalogError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"ok: {args.directory}: version {catalog.version}, {len(catalog.groups)} feature "
+        f"groups, {len(catalog.services)} feature services"
+    )
+    return 0
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from fetcher.load_cli import run_load
+
+    return asyncio.run(run_load(_settings(args.settings), args))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from fetcher.demo import write_demo, write_demo_files
+
+    settings_path = args.settings or os.environ.get("FETCHER_SETTINGS") or "config/demo.toml"
+    if args.files:
+        write_demo_files(args.files)
+        print(f"demo files written to {args.files}")
+        return 0
+    counts = asyncio.run(write_demo(settings_path, force=args.force))
+    if not counts:
+        print("demo data already present (use --force to rewrite)")
+    for group, count in counts.items():
+        print(f"{group}: {count} rows written")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="fetcher", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC server")
+    serve.add_argument("--settings", help="settings TOML (default: $FETCHER_SETTINGS)")
+    serve.set_defaults(func=_cmd_serve)
+
+    def client_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", default=os.environ.get("FETCHER_TARGET", DEFAULT_TARGET))
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds")
+
+    get = sub.add_parser("get", help="fetch one entity's feature vector")
+    which = get.add_mutually_exclusive_group(required=True)
+    which.add_argument("--service", help="feature service name")
+    which.add_argument("--group", help="feature group name")
+    get.add_argument("--key", action="append", default=[], metavar="NAME=VALUE")
+    get.add_argument("--at", help="point in time: ISO-8601 or epoch ms (default: now)")
+    get.add_argument("--json", action="store_true", help="print JSON")
+    client_args(get)
+    get.set_defaults(func=_cmd_get)
+
+    listing = sub.add_parser("list", help="list feature groups and services")
+    listing.add_argument("name", nargs="?", help="describe one group or service")
+    client_args(listing)
+    listing.set_defaults(func=_cmd_list)
+
+    validate = sub.add_parser("validate", help="check a compiled config directory")
+    validate.add_argument("directory")
+    validate.add_argument("--settings", help="also check store names against these settings")
+    validate.set_defaults(func=_cmd_validate)
+
+    load = sub.add_parser("load", help="write rows from CSV, JSON Lines or Parquet files")
+    load.add_argument("--settings", help="settings TOML (default: $FETCHER_SETTINGS)")
+    load.add_argument("--group", required=True, help="feature group the rows belong to")
+    load.add_argument("--batch-size", type=int, default=1000)
+    load.add_argument("--event-time-column", default="event_time")
+    load.add_argument("--ignore-unknown-columns", action="store_true")
+    load.add_argument("files", nargs="+")
+    load.set_defaults(func=_cmd_load)
+
+    demo = sub.add_parser("demo", help="write the demo data set into the demo store")
+    demo.add_argument("--settings", help="settings TOML (default: config/demo.toml)")
+    demo.add_argument("--force", action="store_true", help="rewrite even if present")
+    demo.add_argument("--files", metavar="DIR", help="write the demo rows as files instead")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `fetcher` command."""
+    logging.basicConfig(
+        level=os.environ.get("FETCHER_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from fetcher.catalog import CatalogError
+        from fetcher.settings import SettingsError
+
+        if isinstance(exc, CatalogError | SettingsError):
+            print(f"fetcher {args.command}: {exc}", file=sys.stderr)
+            return 2
+        import grpc
+
+        if isinstance(exc, grpc.RpcError):
+            print(f"fetcher {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+        raise
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The project's Python client: typed keys in, named feature values out.
+
+Model servers on a hot path can use the stub directly and read the columnar
+vectors; this client adds convenience (key typing from the server's own
+description, vectors decoded to named values) for tools, tests and notebooks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from fetcher.types import FeatureType, KeyType, Status
+from fetcher.v1 import feature_service_pb2 as pb
+from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
+
+KeyInput = int | str | bytes
+
+_SLOT_FIELD = {
+    FeatureType.DOUBLE: "double_values",
+    FeatureType.INT64: "int64_values",
+    FeatureType.STRING: "string_values",
+    FeatureType.BOOL: "bool_values",
+    FeatureType.BYTES: "bytes_values",
+}
+_LIST_FIELD = {
+    FeatureType.DOUBLE_LIST: "double_values",
+    FeatureType.INT64_LIST: "int64_values",
+    FeatureType.STRING_LIST: "string_values",
+    FeatureType.BOOL_LIST: "bool_values",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureValue:
+    """One feature of one entity, decoded: its value only means something when PRESENT."""
+
+    name: str
+    type: FeatureType
+    status: Status
+    value: Any
+    group: str
+    event_ms: int
+
+
+def key_value(value: KeyInput) -> pb.Value:
+    """A Python key value as a fetcher.v1.Value (int -> int64, str -> string, bytes -> bytes)."""
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a valid entity key value")
+    if isinstance(value, int):
+        return pb.Value(int64_value=value)
+    if isinstance(value, str):
+        return pb.Value(string_value=value)
+    if isinstance(value, bytes):
+        return pb.Value(bytes_value=value)
+    raise TypeError(f"unsupported key value type {type(value).__name__}")
+
+
+def timestamp(at: dt.datetime | int) -> Any:
+    """A datetime (aware) or epoch ms as a google.protobuf.Timestamp."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    if isinstance(at, dt.datetime):
+        if at.tzinfo is None:
+            raise ValueError("point-in-time datetimes must be timezone-aware")
+        ms = int(at.timestamp() * 1000)
+    else:
+        ms = at
+    return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def decode_vectors(
+    metadata: pb.ResponseMetadata, vectors: Sequence[pb.FeatureVector]
+) -> list[dict[str, FeatureValue]]:
+    """Columnar vectors -> one {feature name: FeatureValue} per entity, in request order."""
+    types = [FeatureType(t) for t in metadata.feature_types]
+    groups = list(metadata.groups)
+    owners = list(metadata.feature_groups)
+    places: list[tuple[str, int]] = []
+    counters: dict[str, int] = {}
+    for t in types:
+        field = "list_values" if t in _LIST_FIELD else _SLOT_FIELD[t]
+        places.append((field, counters.get(field, 0)))
+        counters[field] = counters.get(field, 0) + 1
+    out: list[dict[str, FeatureValue]] = []
+    for vector in vectors:
+        row: dict[str, FeatureValue] = {}
+        for i, name in enumerate(metadata.feature_names):
+            field, index = places[i]
+            raw = getattr(vector, field)[index]
+            value = list(getattr(raw, _LIST_FIELD[types[i]])) if field == "list_values" else raw
+            row[name] = FeatureValue(
+                name=name,
+                type=types[i],
+                status=Status(vector.statuses[i]),
+                value=value,
+                group=groups[owners[i]],
+                event_ms=vector.event_timestamps_ms[owners[i]],
+            )
+        out.append(row)
+    return out
+
+
+class FeatureClient:
+    """A blocking client of fetcher.v1.FeatureService."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, timeout_s: float = 5.0) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._stub = pb_grpc.FeatureServiceStub(self._channel)
+        self._timeout = timeout_s
+
+    def __enter__(self) -> FeatureClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    @staticmethod
+    def _target(service: str | None, group: str | None) -> dict[str, Any]:
+        if service is not None and group is None:
+            return {"feature_service": service}
+        if group is not None and service is None:
+            return {"feature_group": group}
+        raise ValueError("give exactly one of service= or group=")
+
+    def get_raw(
+        self,
+        *,
+        keys: Mapping[str, KeyInput],
+        service: str | None = None,
+        group: str | None = None,
+        at: dt.datetime | int | None = None,
+    ) -> pb.GetFeaturesResponse:
+        """GetFeatures, returning the proto response."""
+        request = pb.GetFeaturesRequest(
+            keys={k: key_value(v) for k, v in keys.items()}, **self._target(service, group)
+        )
+        if at is not None:
+            request.at.CopyFrom(timestamp(at))
+        response: pb.GetFeaturesResponse = self._stub.GetFeatures(request, timeout=self._timeout)
+        return response
+
+    def get(
+        self,
+        *,
+        keys: Mapping[str, KeyInput],
+        service: str | None = None,
+        group: str | None = None,
+        at: dt.datetime | int | None = None,
+    ) -> dict[str, FeatureValue]:
+        """One entity's features by name."""
+        response = self.get_raw(keys=keys, service=service, group=group, at=at)
+        return decode_vectors(response.metadata, [response.vector])[0]
+
+    def get_batch_raw(
+        self,
+        entities: Sequence[Mapping[str, KeyInput]],
+        *,
+        service: str | None = None,
+        group: str | None = None,
+        at: dt.datetime | int | None = None,
+        entity_at: Sequence[dt.datetime | int | None] | None = None,
+    ) -> pb.GetBatchFeaturesResponse:
+        """GetBatchFeatures, returning the proto response."""
+        request = pb.GetBatchFeaturesRequest(**self._target(service, group))
+        for index, keys in enumerate(entities):
+            entity = request.entities.add()
+            for name, value in keys.items():
+                entity.keys[name].CopyFrom(key_value(value))
+            if entity_at is not None and entity_at[index] is not None:
+                entity.at.CopyFrom(timestamp(entity_at[index]))  # type: ignore[arg-type]
+        if at is not None:
+            request.at.CopyFrom(timestamp(at))
+        response: pb.GetBatchFeaturesResponse = self._stub.GetBatchFeatures(
+            request, timeout=self._timeout
+        )
+        return response
+
+    def get_batch(
+        self,
+        entities: Sequence[Mapping[str, KeyInput]],
+        *,
+        service: str | None = None,
+        group: str | None = None,
+        at: dt.datetime | int | None = None,
+        entity_at: Sequence[dt.datetime | int | None] | None = None,
+    ) -> list[dict[str, FeatureValue]]:
+        """Many entities' features by name, in request order."""
+        response = self.get_batch_raw(
+            entities, service=service, group=group, at=at, entity_at=entity_at
+        )
+        return decode_vectors(response.metadata, response.vectors)
+
+    def describe(self, name: str = "") -> pb.ListFeatureGroupsResponse:
+        """ListFeatureGroups: everything, or one group or service by name."""
+        response: pb.ListFeatureGroupsResponse = self._stub.ListFeatureGroups(
+            pb.ListFeatureGroupsRequest(name=name), timeout=self._timeout
+        )
+        return response
+
+    def key_types(self, name: str) -> dict[str, KeyType]:
+        """The request keys a group or service needs, with their types (from the server)."""
+        listing = self.describe(name)
+        entries = list(listing.services) + list(listing.groups)
+        return {k.name: KeyType(k.type) for k in entries[0].keys}

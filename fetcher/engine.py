@@ -1,0 +1,275 @@
+"""The fetch engine: plan -> tiered cache -> stores in parallel -> decode -> merge.
+
+One request reads each store once (one multi_get with every lookup for it), all
+stores concurrently, bounded by the store's timeout and the client's deadline.
+A store that fails or times out yields ERROR for its groups only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from fetcher.cache import CacheKey, L1Cache, L2Cache, Negative, SingleFlight
+from fetcher.keys import KeyValue
+from fetcher.merge import ERROR, NOT_FOUND, EntityVector, LookupResult, merge_vector
+from fetcher.metrics import Metrics
+from fetcher.plan import JoinPlan, TargetPlan
+from fetcher.rows import GroupRow
+from kvstores import Found, KVStore, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHandle:
+    """A store as the engine uses it: the backend and its per-call timeout."""
+
+    name: str
+    store: KVStore
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTiers:
+    """The cache tiers of one process; L2 is optional."""
+
+    l1: L1Cache
+    flights: SingleFlight
+    l2: L2Cache | None
+    default_l1_ttl_s: float
+    default_l2_ttl_s: float
+    negative_ttl_s: float
+
+
+class FetchEngine:
+    """Serves target plans from the stores through the cache tiers."""
+
+    def __init__(
+        self, stores: Mapping[str, StoreHandle], cache: CacheTiers, metrics: Metrics
+    ) -> None:
+        self._stores = dict(stores)
+        self._cache = cache
+        self._metrics = metrics
+        # Background L2 writes: kept referenced so they are not garbage-collected mid-flight.
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def fetch(
+        self,
+        plan: TargetPlan,
+        entities: Sequence[Sequence[KeyValue]],
+        at_ms: Sequence[int | None],
+        deadline: float | None = None,
+    ) -> list[EntityVector]:
+        """Vectors for `entities` (request key values in plan order), read as of `at_ms`.
+
+        `deadline` is an event-loop time (loop.time()) after which no store work continues.
+        """
+        joins = plan.joins
+        lookup_keys: list[list[CacheKey]] = []
+        owners: dict[CacheKey, JoinPlan] = {}
+        for values, at in zip(entities, at_ms, strict=True):
+            row_keys: list[CacheKey] = []
+            for join in joins:
+                key: CacheKey = (
+                    join.cache_ns,
+                    join.encode_key([values[i] for i in join.key_positions]),
+                    at,
+                )
+                row_keys.append(key)
+                owners[key] = join
+            lookup_keys.append(row_keys)
+
+        results: dict[CacheKey, LookupResult] = {}
+        misses: list[CacheKey] = []
+        l1 = self._cache.l1
+        for key, join in owners.items():
+            if join.cache.l1:
+                cached = l1.get(key)
+                if cached is not None:
+                    results[key] = cached  # type: ignore[assignment]
+                    continue
+            misses.append(key)
+        self._metrics.l1_lookups(len(owners), len(owners) - len(misses))
+        if misses:
+            await self._fill(misses, owners, results, deadline)
+
+        now_ms = time.time_ns() // 1_000_000
+        return [
+            merge_vector(plan, [results[key] for key in row_keys], now_ms if at is None else at)
+            for row_keys, at in zip(lookup_keys, at_ms, strict=True)
+        ]
+
+    async def _fill(
+        self,
+        misses: list[CacheKey],
+        owners: Mapping[CacheKey, JoinPlan],
+        results: dict[CacheKey, LookupResult],
+        deadline: float | None,
+    ) -> None:
+        flights = self._cache.flights
+        mine, waiting = flights.claim(misses)
+        owned = [misses[i] for i in mine]
+        if owned:
+            # Cancelled or failed before resolving: owning() releases our claims so waiters
+            # of other requests get an answer now instead of hanging until their deadline.
+            with flights.owning(owned):
+                await self._load(owned, owners, results, deadline)
+        if waiting:
+            await self._await_others(misses, waiting, results, deadline)
+
+    async def _await_others(
+        self,
+        misses: list[CacheKey],
+        waiting: list[tuple[int, asyncio.Future[object]]],
+        results: dict[CacheKey, LookupResult],
+        deadline: float | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        futures = [future for _, future in waiting]
+        # Each waiter has a future of its own, so giving up here cancels nobody else's fetch.
+        await asyncio.wait(futures, timeout=timeout)
+        for index, future in waiting:
+            key = misses[index]
+            if future.done() and not future.cancelled() and future.exception() is None:
+                results[key] = future.result()  # type: ignore[assignment]
+            else:
+                results[key] = ERROR
+
+    async def _load(
+        self,
+        owned: list[CacheKey],
+        owners: Mapping[CacheKey, JoinPlan],
+        results: dict[CacheKey, LookupResult],
+        deadline: float | None,
+    ) -> None:
+        l2 = self._cache.l2
+        remaining = owned
+        if l2 is not None:
+            l2_keys = [key for key in owned if owners[key].cache.l2]
+            if l2_keys:
+                remaining = [key for key in owned if not owners[key].cache.l2]
+                for key, hit in zip(l2_keys, await l2.get_many(l2_keys), strict=True):
+                    if hit is None:
+                        remaining.append(key)
+                    elif hit is Negative:
+                        self._settle(key, owners[key], NOT_FOUND, l2_write=None)
+                        results[key] = NOT_FOUND
+                    else:
+                        assert isinstance(hit, tuple)
+                        results[key] = self._decoded(key, owners[key], hit, l2_write=None)
+        if not remaining:
+            return
+        by_store: dict[str, list[CacheKey]] = {}
+        for key in remaining:
+            by_store.setdefault(owners[key].store, []).append(key)
+        l2_writes: list[tuple[CacheKey, Found | None]] = []
+        if len(by_store) == 1:
+            ((name, keys),) = by_store.items()
+            await self._read_store(name, keys, owners, results, deadline, l2_writes)
+        else:
+            await asyncio.gather(
+                *(
+                    self._read_store(name, keys, owners, results, deadline, l2_writes)
+                    for name, keys in by_store.items()
+                )
+            )
+        if l2_writes and l2 is not None:
+            task = asyncio.create_task(
+                l2.put_many(l2_writes, self._cache.default_l2_ttl_s, self._cache.negative_ttl_s)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _read_store(
+        self,
+        name: str,
+        keys: list[CacheKey],
+        owners: Mapping[CacheKey, JoinPlan],
+        results: dict[CacheKey, LookupResult],
+        deadline: float | None,
+        l2_writes: list[tuple[CacheKey, Found | None]],
+    ) -> None:
+        handle = self._stores[name]
+        timeout = handle.timeout_s
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - asyncio.get_running_loop().time()))
+        lookups = [(owners[key].dataset, key[1], key[2]) for key in keys]
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                found = await handle.store.multi_get(lookups)
+        except (StoreError, TimeoutError) as exc:
+            timed_out = isinstance(exc, TimeoutError)
+            self._metrics.store_failed(name, timed_out, time.perf_counter() - started)
+            self._metrics.log_limited(
+                log, f"store:{name}", "store %s failed for %d lookups: %s", name, len(keys),
+                "timeout" if timed_out else exc,
+            )
+            for key in keys:
+                self._cache.flights.fail(key, exc)
+                results[key] = ERROR
+            return
+        self._metrics.store_ok(name, time.perf_counter() - started)
+        for key, hit in zip(keys, found, strict=True):
+            join = owners[key]
+            if hit is None:
+                results[key] = NOT_FOUND
+                self._settle(key, join, NOT_FOUND, l2_write=l2_writes)
+            else:
+                results[key] = self._decoded(key, join, hit, l2_write=l2_writes)
+
+    def _decoded(
+        self,
+        key: CacheKey,
+        join: JoinPlan,
+        hit: Found,
+        l2_write: list[tuple[CacheKey, Found | None]] | None,
+    ) -> LookupResult:
+        value, event_ms = hit
+        try:
+            row: LookupResult = join.shape.to_row(join.decode(value), event_ms)
+        except Exception as exc:
+            # Corrupt bytes, an unknown fingerprint or a record that does not fit the shape:
+            # this entity's group is ERROR; never cached, so a fixed row is served at once.
+            self._metrics.decode_failed(join.group.name, type(exc).__name__)
+            self._metrics.log_limited(
+                log, f"decode:{join.group.name}:{type(exc).__name__}",
+                "group %s: value of key %s does not decode: %s", join.group.name,
+                key[1].hex(), exc,
+            )
+            self._cache.flights.resolve(key, ERROR)
+            return ERROR
+        self._settle(key, join, row, l2_write)
+        if l2_write is not None and join.cache.l2:
+            l2_write.append((key, hit))
+        return row
+
+    def _settle(
+        self,
+        key: CacheKey,
+        join: JoinPlan,
+        result: LookupResult,
+        l2_write: list[tuple[CacheKey, Found | None]] | None,
+    ) -> None:
+        cache = self._cache
+        if join.cache.l1:
+            if isinstance(result, GroupRow):
+                ttl = join.cache.l1_ttl_s
+                cache.l1.put(key, result, cache.default_l1_ttl_s if ttl is None else ttl)
+            else:
+                cache.l1.put(key, result, cache.negative_ttl_s)
+                if l2_write is not None and join.cache.l2:
+                    l2_write.append((key, None))
+        elif l2_write is not None and join.cache.l2 and not isinstance(result, GroupRow):
+            l2_write.append((key, None))
+        cache.flights.resolve(key, result)
+
+    async def close(self) -> None:
+        """Wait for background cache writes; the stores are closed by their owner."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

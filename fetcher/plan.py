@@ -1,0 +1,193 @@
+"""Query plans: built once per catalog snapshot, one per feature group and feature service.
+
+A plan says which request keys a target needs, and for each of its joins how to
+build the store key from them (key mapping, key encoder), where the rows live,
+and how to shape them. At request time the planner only encodes keys and
+deduplicates lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fetcher.keys import KeyValue, key_encoder
+from fetcher.rows import RowShape
+from fetcher.types import (
+    CachePolicy,
+    Feature,
+    FeatureGroup,
+    FeatureService,
+    FeatureType,
+    KeyColumn,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinPlan:
+    """How one group of a target is read: store, dataset, key building, row shaping."""
+
+    group: FeatureGroup
+    store: str
+    dataset: str
+    # Position, in the target's request keys, of the value for each group key column.
+    key_positions: tuple[int, ...]
+    encode_key: Callable[[Sequence[KeyValue]], bytes]
+    shape: RowShape
+    max_age_ms: int | None
+    cache: CachePolicy
+    prefix: str
+    # Namespace of this group's cache keys: group name + reader schema fingerprint, so rows
+    # shaped by an older schema are never served after a reload changes the schema.
+    cache_ns: str
+    decode: Callable[[bytes], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPlan:
+    """Everything needed to serve one feature group or feature service."""
+
+    kind: str  # "feature_group" or "feature_service"
+    name: str
+    online: bool
+    request_keys: tuple[KeyColumn, ...]
+    joins: tuple[JoinPlan, ...]
+    feature_names: tuple[str, ...]
+    feature_types: tuple[FeatureType, ...]
+    # Index into `joins` of each feature.
+    feature_joins: tuple[int, ...]
+    features: tuple[Feature, ...]
+    description: str = ""
+
+    def entity_keys(self, values: Sequence[KeyValue]) -> list[bytes]:
+        """Store key bytes of each join for one entity's request key values (in request order)."""
+        return [join.encode_key([values[i] for i in join.key_positions]) for join in self.joins]
+
+
+class Decoder(Protocol):
+    """What a plan needs of a group's codec."""
+
+    fingerprint: bytes
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """Decode one stored value into the group's current record."""
+        ...
+
+
+class PlanError(ValueError):
+    """A catalog that cannot be planned (it passed validation, so this is a bug to report)."""
+
+
+def _join_plan(
+    group: FeatureGroup,
+    request_keys: list[KeyColumn],
+    mapping: Mapping[str, str],
+    prefix: str,
+    shapes: dict[str, RowShape],
+    codec: Decoder,
+) -> JoinPlan:
+    # key_mapping is request key -> group key column; invert it to find each column's source.
+    source_of = {column: request for request, column in mapping.items()}
+    positions = []
+    for column in group.keys:
+        request_name = source_of.get(column.name, column.name)
+        for i, known in enumerate(request_keys):
+            if known.name == request_name:
+                if known.type is not column.type:
+                    raise PlanError(
+                        f"request key {request_name!r} feeds columns of different types"
+                    )
+                positions.append(i)
+                break
+        else:
+            request_keys.append(KeyColumn(request_name, column.type))
+            positions.append(len(request_keys) - 1)
+    shape = shapes.get(group.name)
+    if shape is None:
+        shape = shapes[group.name] = RowShape(group.features)
+    return JoinPlan(
+        group=group,
+        store=group.store,
+        dataset=group.dataset,
+        key_positions=tuple(positions),
+        encode_key=key_encoder(group.keys),
+        shape=shape,
+        max_age_ms=None if group.max_age_s is None else group.max_age_s * 1000,
+        cache=group.cache,
+        prefix=prefix,
+        cache_ns=f"{group.name}@{codec.fingerprint.hex()}",
+        decode=codec.decode,
+    )
+
+
+def _target(
+    kind: str,
+    name: str,
+    online: bool,
+    joins: list[JoinPlan],
+    keys: list[KeyColumn],
+    description: str,
+) -> TargetPlan:
+    names: list[str] = []
+    types: list[FeatureType] = []
+    owners: list[int] = []
+    features: list[Feature] = []
+    for index, join in enumerate(joins):
+        for feature in join.group.features:
+            names.append(join.prefix + feature.name)
+            types.append(feature.type)
+            owners.append(index)
+            features.append(
+                Feature(join.prefix + feature.name, feature.type, feature.nullable,
+                        feature.description)
+            )
+    return TargetPlan(
+        kind=kind,
+        name=name,
+        online=online,
+        request_keys=tuple(keys),
+        joins=tuple(joins),
+        feature_names=tuple(names),
+        feature_types=tuple(types),
+        feature_joins=tuple(owners),
+        features=tuple(features),
+        description=description,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plans:
+    """All plans of one catalog snapshot, by target kind and name."""
+
+    groups: Mapping[str, TargetPlan]
+    services: Mapping[str, TargetPlan]
+
+
+def build_plans(
+    groups: Mapping[str, FeatureGroup],
+    services: Mapping[str, FeatureService],
+    codecs: Mapping[str, Decoder],
+) -> Plans:
+    """Compile every group and service of a validated catalog into plans."""
+    shapes: dict[str, RowShape] = {}
+    group_plans: dict[str, TargetPlan] = {}
+    for name, group in groups.items():
+        keys: list[KeyColumn] = []
+        join = _join_plan(group, keys, {}, "", shapes, codecs[name])
+        group_plans[name] = _target(
+            "feature_group", name, group.online, [join], keys, group.description
+        )
+    service_plans: dict[str, TargetPlan] = {}
+    for name, service in services.items():
+        keys = []
+        joins = [
+            _join_plan(
+                groups[j.group], keys, dict(j.key_mapping), j.prefix, shapes, codecs[j.group]
+            )
+            for j in service.joins
+        ]
+        service_plans[name] = _target(
+            "feature_service", name, service.online, joins, keys, service.description
+        )
+    return Plans(groups=group_plans, services=service_plans)

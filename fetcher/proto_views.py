@@ -1,0 +1,143 @@
+"""Proto pieces built once per catalog snapshot: response metadata and listings.
+
+The per-target metadata (feature names and types) is identical for every
+response of a snapshot, so it is built the first time a target is served and
+reused; a vector is then one FeatureVector built from the merged slot lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+from fetcher.merge import EntityVector
+from fetcher.plan import Plans, TargetPlan
+from fetcher.rows import (
+    SLOT_BOOL,
+    SLOT_BYTES,
+    SLOT_DOUBLE,
+    SLOT_INT64,
+    SLOT_LIST,
+    SLOT_STRING,
+)
+from fetcher.types import Feature, FeatureGroup, FeatureType, KeyColumn
+from fetcher.v1 import feature_service_pb2 as pb
+
+# The ListValue field a list feature's values go in.
+_LIST_FIELD = {
+    FeatureType.DOUBLE_LIST: "double_values",
+    FeatureType.INT64_LIST: "int64_values",
+    FeatureType.STRING_LIST: "string_values",
+    FeatureType.BOOL_LIST: "bool_values",
+}
+
+
+class TargetView:
+    """Proto metadata of one target, and the builder of its vectors."""
+
+    __slots__ = ("_list_fields", "metadata")
+
+    def __init__(self, plan: TargetPlan, config_version: str) -> None:
+        self.metadata = pb.ResponseMetadata(
+            config_version=config_version,
+            feature_names=plan.feature_names,
+            feature_types=cast(Any, [int(t) for t in plan.feature_types]),
+            groups=[join.group.name for join in plan.joins],
+            feature_groups=plan.feature_joins,
+        )
+        self._list_fields = tuple(
+            _LIST_FIELD[t] for t in plan.feature_types if t in _LIST_FIELD
+        )
+
+    def vector(self, vector: EntityVector) -> pb.FeatureVector:
+        """One entity's FeatureVector: a few repeated-field fills, no per-feature message."""
+        values = vector.values
+        lists = values[SLOT_LIST]
+        list_values: list[Any] = []
+        if lists:
+            list_values = [
+                pb.ListValue(**{field: items})
+                for field, items in zip(self._list_fields, lists, strict=True)
+            ]
+        return pb.FeatureVector(
+            statuses=cast(Any, vector.statuses),
+            double_values=values[SLOT_DOUBLE],
+            int64_values=values[SLOT_INT64],
+            string_values=values[SLOT_STRING],
+            bool_values=values[SLOT_BOOL],
+            bytes_values=values[SLOT_BYTES],
+            list_values=list_values,
+            event_timestamps_ms=vector.event_ms,
+        )
+
+
+def _keys(columns: tuple[KeyColumn, ...]) -> list[pb.KeyColumn]:
+    return [pb.KeyColumn(name=k.name, type=cast(Any, int(k.type))) for k in columns]
+
+
+def _features(features: tuple[Feature, ...]) -> list[pb.FeatureInfo]:
+    return [
+        pb.FeatureInfo(
+            name=f.name, type=cast(Any, int(f.type)), description=f.description, nullable=f.nullable
+        )
+        for f in features
+    ]
+
+
+class ProtoViews:
+    """Per-snapshot cache of TargetViews, plus the ListFeatureGroups answers."""
+
+    def __init__(
+        self, version: str, groups: Mapping[str, FeatureGroup], plans: Plans
+    ) -> None:
+        self._version = version
+        self._views: dict[int, TargetView] = {}
+        self._plans = plans
+        self._group_infos = {
+            name: pb.FeatureGroupInfo(
+                name=name,
+                keys=_keys(g.keys),
+                features=_features(g.features),
+                store=g.store,
+                max_age_seconds=g.max_age_s or 0,
+                online=g.online,
+                description=g.description,
+            )
+            for name, g in sorted(groups.items())
+        }
+        self._service_infos = {
+            name: pb.FeatureServiceInfo(
+                name=name,
+                keys=_keys(p.request_keys),
+                features=_features(p.features),
+                groups=[j.group.name for j in p.joins],
+                online=p.online,
+                description=p.description,
+            )
+            for name, p in sorted(plans.services.items())
+        }
+
+    def target(self, plan: TargetPlan) -> TargetView:
+        """The view of `plan`, built on first use (plans live as long as their snapshot)."""
+        view = self._views.get(id(plan))
+        if view is None:
+            view = self._views[id(plan)] = TargetView(plan, self._version)
+        return view
+
+    def listing(self, name: str) -> pb.ListFeatureGroupsResponse | None:
+        """Everything (empty name), one group or service by name, or None when unknown."""
+        if not name:
+            return pb.ListFeatureGroupsResponse(
+                config_version=self._version,
+                groups=list(self._group_infos.values()),
+                services=list(self._service_infos.values()),
+            )
+        group = self._group_infos.get(name)
+        service = self._service_infos.get(name)
+        if group is None and service is None:
+            return None
+        return pb.ListFeatureGroupsResponse(
+            config_version=self._version,
+            groups=[group] if group is not None else [],
+            services=[service] if service is not None else [],
+        )

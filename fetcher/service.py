@@ -1,0 +1,261 @@
+"""The gRPC service layer: proto requests -> domain requests -> proto responses.
+
+Validation lives here (INVALID_ARGUMENT / NOT_FOUND with messages that name the
+field); stores and caches are reached only through the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+
+from fetcher.engine import FetchEngine
+from fetcher.keys import INT64_MAX, KeyValue
+from fetcher.metrics import Metrics
+from fetcher.plan import TargetPlan
+from fetcher.proto_views import ProtoViews, TargetView
+from fetcher.snapshot import Snapshot
+from fetcher.types import KeyType
+from fetcher.v1 import feature_service_pb2 as pb
+from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
+
+_KIND_OF_KEY = {
+    KeyType.INT64: "int64_value",
+    KeyType.STRING: "string_value",
+    KeyType.BYTES: "bytes_value",
+}
+_KEY_TYPE_NAME = {KeyType.INT64: "int64", KeyType.STRING: "string", KeyType.BYTES: "bytes"}
+# Reads more than a day in the future are a client bug (ms vs s, clock far off), not a query.
+_MAX_FUTURE_MS = 24 * 3600 * 1000
+_MAX_STRING_KEY_BYTES = 64 * 1024
+
+
+class RequestError(Exception):
+    """A request the server refuses: the gRPC status code and a message naming the field."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def describe_keys(plan: TargetPlan) -> str:
+    """`user_id:int64, merchant_id:int64`: the keys a target needs, for error messages."""
+    return ", ".join(f"{k.name}:{_KEY_TYPE_NAME[k.type]}" for k in plan.request_keys)
+
+
+def entity_values(plan: TargetPlan, keys: Any, field: str) -> list[KeyValue]:
+    """Request key map -> key values in plan order; raises RequestError naming the field."""
+    values: list[KeyValue] = []
+    for column in plan.request_keys:
+        value = keys.get(column.name)
+        if value is None:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{field}: missing key {column.name!r}; {plan.kind.replace('_', ' ')} "
+                f"{plan.name!r} needs {describe_keys(plan)}",
+            )
+        kind = value.WhichOneof("kind")
+        expected = _KIND_OF_KEY[column.type]
+        if kind != expected:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{field}[{column.name!r}]: expected {expected}, got {kind or 'no value'}",
+            )
+        item = getattr(value, expected)
+        if type(item) is str and len(item) > _MAX_STRING_KEY_BYTES // 4 and (
+            len(item.encode("utf-8", "surrogatepass")) > _MAX_STRING_KEY_BYTES
+        ):
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{field}[{column.name!r}]: key longer than {_MAX_STRING_KEY_BYTES} bytes",
+            )
+        if type(item) is bytes and len(item) > _MAX_STRING_KEY_BYTES:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{field}[{column.name!r}]: key longer than {_MAX_STRING_KEY_BYTES} bytes",
+            )
+        values.append(item)
+    if len(keys) != len(values):
+        expected_names = {k.name for k in plan.request_keys}
+        extra = sorted(name for name in keys if name not in expected_names)
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{field}: unknown key(s) {', '.join(map(repr, extra))}; "
+            f"{plan.kind.replace('_', ' ')} {plan.name!r} needs {describe_keys(plan)}",
+        )
+    return values
+
+
+def timestamp_ms(message: Any, field: str, now_ms: int) -> int:
+    """A google.protobuf.Timestamp -> epoch ms, refusing times no feature row can have."""
+    seconds, nanos = message.seconds, message.nanos
+    if not 0 <= nanos <= 999_999_999:
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"{field}.nanos: {nanos} is outside 0..999999999"
+        )
+    if seconds < 0:
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{field}: {seconds} s is before 1970-01-01; point-in-time reads need a time >= 0",
+        )
+    ms: int = seconds * 1000 + nanos // 1_000_000
+    if ms > now_ms + _MAX_FUTURE_MS or ms > INT64_MAX // 2:
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{field}: {seconds} s is more than a day in the future (did you send ms as s?)",
+        )
+    return ms
+
+
+class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unused-ignore]
+    """fetcher.v1.FeatureService over the current catalog snapshot and the fetch engine."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        engine: FetchEngine,
+        metrics: Metrics,
+        *,
+        max_batch_entities: int,
+    ) -> None:
+        self._snapshot = snapshot
+        self._engine = engine
+        self._metrics = metrics
+        self._max_batch = max_batch_entities
+
+    def _target(self, snap: Snapshot, request: Any) -> tuple[TargetPlan, TargetView]:
+        which = request.WhichOneof("target")
+        if which is None:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "target: set feature_group or feature_service",
+            )
+        name = getattr(request, which)
+        plans = snap.plans.groups if which == "feature_group" else snap.plans.services
+        plan = plans.get(name)
+        if plan is None:
+            known = ", ".join(sorted(plans)[:20]) or "none"
+            raise RequestError(
+                grpc.StatusCode.NOT_FOUND,
+                f"{which}: {name!r} is not in config version {snap.catalog.version} "
+                f"(known: {known})",
+            )
+        if not plan.online:
+            raise RequestError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{which}: {name!r} is offline (online: false in its config); it has no "
+                "online rows to serve",
+            )
+        return plan, snap.views.target(plan)
+
+    def _deadline(self, context: grpc.aio.ServicerContext) -> float | None:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return None
+        return float(asyncio.get_running_loop().time() + remaining)
+
+    async def GetFeatures(  # gRPC method name
+        self, request: pb.GetFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetFeaturesResponse:
+        """One entity's vector."""
+        started = time.perf_counter()
+        try:
+            snap = self._snapshot()
+            plan, view = self._target(snap, request)
+            values = entity_values(plan, request.keys, "keys")
+            at = None
+            if request.HasField("at"):
+                at = timestamp_ms(request.at, "at", time.time_ns() // 1_000_000)
+        except RequestError as exc:
+            self._observe("GetFeatures", exc.code, started)
+            await context.abort(exc.code, exc.message)
+            raise  # unreachable: abort raises
+        vectors = await self._engine.fetch(plan, [values], [at], self._deadline(context))
+        response = pb.GetFeaturesResponse(
+            metadata=view.metadata, vector=view.vector(vectors[0])
+        )
+        self._metrics.entities.labels(plan.name).inc()
+        self._observe("GetFeatures", grpc.StatusCode.OK, started)
+        return response
+
+    async def GetBatchFeatures(  # gRPC method name
+        self, request: pb.GetBatchFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBatchFeaturesResponse:
+        """Many entities' vectors, in request order."""
+        started = time.perf_counter()
+        try:
+            snap = self._snapshot()
+            plan, view = self._target(snap, request)
+            entities, ats = self._batch(plan, request.entities, request)
+        except RequestError as exc:
+            self._observe("GetBatchFeatures", exc.code, started)
+            await context.abort(exc.code, exc.message)
+            raise
+        vectors = await self._engine.fetch(plan, entities, ats, self._deadline(context))
+        response = pb.GetBatchFeaturesResponse(
+            metadata=view.metadata, vectors=[view.vector(v) for v in vectors]
+        )
+        self._metrics.entities.labels(plan.name).inc(len(vectors))
+        self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
+        return response
+
+    def _batch(
+        self, plan: TargetPlan, entities: Sequence[Any], request: Any
+    ) -> tuple[list[list[KeyValue]], list[int | None]]:
+        count = len(entities)
+        if count == 0:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT, "entities: empty batch; send at least one"
+            )
+        if count > self._max_batch:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"entities: {count} entities is above the limit of {self._max_batch} per "
+                "request (server.max_batch_entities); split the batch",
+            )
+        now_ms = time.time_ns() // 1_000_000
+        default_at = timestamp_ms(request.at, "at", now_ms) if request.HasField("at") else None
+        values: list[list[KeyValue]] = []
+        ats: list[int | None] = []
+        for index, entity in enumerate(entities):
+            field = f"entities[{index}]"
+            values.append(entity_values(plan, entity.keys, f"{field}.keys"))
+            if entity.HasField("at"):
+                ats.append(timestamp_ms(entity.at, f"{field}.at", now_ms))
+            else:
+                ats.append(default_at)
+        return values, ats
+
+    async def ListFeatureGroups(  # gRPC method name
+        self, request: pb.ListFeatureGroupsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFeatureGroupsResponse:
+        """Feature groups and services with their key and feature types."""
+        snap = self._snapshot()
+        response = snap.views.listing(request.name)
+        if response is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"name: no feature group or feature service named {request.name!r} in config "
+                f"version {snap.catalog.version}",
+            )
+            raise AssertionError("unreachable: abort raises")
+        return response
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self._metrics.rpc_latency.labels(method, code.name).observe(
+            time.perf_counter() - started
+        )
+
+
+__all__ = [
+    "FeatureServicer",
+    "ProtoViews",
+    "RequestError",
+    "entity_values",
+    "timestamp_ms",
+]
