@@ -6,8 +6,9 @@
 #   scripts/services.sh start|stop|status [service...]
 #
 # Services (default: all): redis (127.0.0.1:6390).
-# To add one (Cassandra, a DynamoDB-compatible server, a Redis Cluster): write
-# NAME_start, NAME_stop and NAME_status functions and add NAME to SERVICES.
+# To add one (Cassandra, a DynamoDB-compatible server, a Redis Cluster): put a
+# file in scripts/services.d/ that defines NAME_start, NAME_stop and NAME_status
+# and appends NAME to SERVICES (it may use say, die, wait_until, pid_alive).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -94,6 +95,17 @@ redis_status() {
     return 1
   fi
 }
+
+# --- more services ---------------------------------------------------------
+# Each file in scripts/services.d/ defines NAME_start/_stop/_status and appends
+# NAME to SERVICES, so backends are added without editing this file.
+if [[ -d "$ROOT/scripts/services.d" ]]; then
+  for service_file in "$ROOT"/scripts/services.d/*.sh; do
+    [[ -e "$service_file" ]] || continue
+    # shellcheck source=/dev/null
+    source "$service_file"
+  done
+fi
 
 # --- dispatch ----------------------------------------------------------------
 
