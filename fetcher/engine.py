@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from fetcher.cache import CacheKey, L1Cache, L2Cache, Negative, SingleFlight
+from fetcher.cache import CacheKey, FetchAbandoned, L1Cache, L2Cache, Negative, SingleFlight
 from fetcher.keys import KeyValue
 from fetcher.merge import ERROR, NOT_FOUND, EntityVector, LookupResult, merge_vector
 from fetcher.metrics import Metrics
@@ -22,6 +22,10 @@ from fetcher.rows import GroupRow
 from kvstores import Found, KVStore, StoreError
 
 log = logging.getLogger(__name__)
+
+# How many times a request re-claims keys whose owner went away (cancelled, or out of
+# its own deadline) before giving them ERROR; each try is bounded by the deadline anyway.
+_ABANDONED_RETRIES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +78,7 @@ class FetchEngine:
         for values, at in zip(entities, at_ms, strict=True):
             row_keys: list[CacheKey] = []
             for join in joins:
-                key: CacheKey = (
-                    join.cache_ns,
-                    join.encode_key([values[i] for i in join.key_positions]),
-                    at,
-                )
+                key: CacheKey = (join.cache_ns, join.entity_key(values), at)
                 row_keys.append(key)
                 owners[key] = join
             lookup_keys.append(row_keys)
@@ -95,7 +95,7 @@ class FetchEngine:
             misses.append(key)
         self._metrics.l1_lookups(len(owners), len(owners) - len(misses))
         if misses:
-            await self._fill(misses, owners, results, deadline)
+            await self._fill(misses, owners, results, deadline, _ABANDONED_RETRIES)
 
         now_ms = time.time_ns() // 1_000_000
         return [
@@ -109,17 +109,28 @@ class FetchEngine:
         owners: Mapping[CacheKey, JoinPlan],
         results: dict[CacheKey, LookupResult],
         deadline: float | None,
+        retries: int,
     ) -> None:
         flights = self._cache.flights
         mine, waiting = flights.claim(misses)
-        owned = [misses[i] for i in mine]
-        if owned:
+        if mine:
+            owned = [misses[i] for i in mine]
             # Cancelled or failed before resolving: owning() releases our claims so waiters
             # of other requests get an answer now instead of hanging until their deadline.
             with flights.owning(owned):
                 await self._load(owned, owners, results, deadline)
         if waiting:
-            await self._await_others(misses, waiting, results, deadline)
+            abandoned = await self._await_others(misses, waiting, results, deadline)
+            if abandoned:
+                if retries > 0 and (
+                    deadline is None or deadline > asyncio.get_running_loop().time()
+                ):
+                    # The owner went away without an answer (its client cancelled, or its
+                    # own shorter deadline ran out): fetch under our own deadline instead.
+                    await self._fill(abandoned, owners, results, deadline, retries - 1)
+                else:
+                    for key in abandoned:
+                        results[key] = ERROR
 
     async def _await_others(
         self,
@@ -127,18 +138,28 @@ class FetchEngine:
         waiting: list[tuple[int, asyncio.Future[object]]],
         results: dict[CacheKey, LookupResult],
         deadline: float | None,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+    ) -> list[CacheKey]:
+        """Collect other requests' fetches; return the keys whose owner gave up on them."""
+        timeout = None
+        if deadline is not None:
+            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
         futures = [future for _, future in waiting]
         # Each waiter has a future of its own, so giving up here cancels nobody else's fetch.
         await asyncio.wait(futures, timeout=timeout)
+        abandoned: list[CacheKey] = []
         for index, future in waiting:
             key = misses[index]
-            if future.done() and not future.cancelled() and future.exception() is None:
+            if not future.done() or future.cancelled():
+                results[key] = ERROR
+                continue
+            exc = future.exception()
+            if exc is None:
                 results[key] = future.result()  # type: ignore[assignment]
+            elif isinstance(exc, FetchAbandoned):
+                abandoned.append(key)
             else:
                 results[key] = ERROR
+        return abandoned
 
     async def _load(
         self,
@@ -153,7 +174,8 @@ class FetchEngine:
             l2_keys = [key for key in owned if owners[key].cache.l2]
             if l2_keys:
                 remaining = [key for key in owned if not owners[key].cache.l2]
-                for key, hit in zip(l2_keys, await l2.get_many(l2_keys), strict=True):
+                hits = await l2.get_many([(owners[k].l2_ns, k[1], k[2]) for k in l2_keys])
+                for key, hit in zip(l2_keys, hits, strict=True):
                     if hit is None:
                         remaining.append(key)
                     elif hit is Negative:
@@ -179,9 +201,26 @@ class FetchEngine:
                 )
             )
         if l2_writes and l2 is not None:
-            task = asyncio.create_task(
-                l2.put_many(l2_writes, self._cache.default_l2_ttl_s, self._cache.negative_ttl_s)
+            self._write_l2(l2, l2_writes, owners)
+
+    def _write_l2(
+        self,
+        l2: L2Cache,
+        writes: list[tuple[CacheKey, Found | None]],
+        owners: Mapping[CacheKey, JoinPlan],
+    ) -> None:
+        # put_many takes one row TTL: split by the groups' own l2_ttl_seconds (usually
+        # one or two distinct values per request).
+        default_ttl = self._cache.default_l2_ttl_s
+        by_ttl: dict[float, list[tuple[CacheKey, Found | None]]] = {}
+        for key, found in writes:
+            join = owners[key]
+            ttl = join.cache.l2_ttl_s
+            by_ttl.setdefault(default_ttl if ttl is None else ttl, []).append(
+                ((join.l2_ns, key[1], key[2]), found)
             )
+        for ttl, items in by_ttl.items():
+            task = asyncio.create_task(l2.put_many(items, ttl, self._cache.negative_ttl_s))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -194,25 +233,33 @@ class FetchEngine:
         deadline: float | None,
         l2_writes: list[tuple[CacheKey, Found | None]],
     ) -> None:
-        handle = self._stores[name]
+        handle = self._stores.get(name)
+        if handle is None:
+            # A catalog naming a store this process did not open: its groups are ERROR.
+            exc = StoreError(f"store {name!r} is not open in this process")
+            self._failed(name, keys, results, exc, 0.0, timed_out=False)
+            return
         timeout = handle.timeout_s
+        bounded_by_deadline = False
         if deadline is not None:
-            timeout = min(timeout, max(0.0, deadline - asyncio.get_running_loop().time()))
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            if left < timeout:
+                timeout, bounded_by_deadline = left, True
         lookups = [(owners[key].dataset, key[1], key[2]) for key in keys]
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
                 found = await handle.store.multi_get(lookups)
-        except (StoreError, TimeoutError) as exc:
-            timed_out = isinstance(exc, TimeoutError)
-            self._metrics.store_failed(name, timed_out, time.perf_counter() - started)
-            self._metrics.log_limited(
-                log, f"store:{name}", "store %s failed for %d lookups: %s", name, len(keys),
-                "timeout" if timed_out else exc,
+            if len(found) != len(lookups):
+                raise StoreError(f"answered {len(found)} results for {len(lookups)} lookups")
+        except TimeoutError as exc:
+            self._failed(
+                name, keys, results, exc, started, timed_out=True, abandoned=bounded_by_deadline
             )
-            for key in keys:
-                self._cache.flights.fail(key, exc)
-                results[key] = ERROR
+            return
+        except Exception as exc:
+            # StoreError, or a backend bug: either way only this store's groups are ERROR.
+            self._failed(name, keys, results, exc, started, timed_out=False)
             return
         self._metrics.store_ok(name, time.perf_counter() - started)
         for key, hit in zip(keys, found, strict=True):
@@ -222,6 +269,35 @@ class FetchEngine:
                 self._settle(key, join, NOT_FOUND, l2_write=l2_writes)
             else:
                 results[key] = self._decoded(key, join, hit, l2_write=l2_writes)
+
+    def _failed(
+        self,
+        name: str,
+        keys: list[CacheKey],
+        results: dict[CacheKey, LookupResult],
+        exc: BaseException,
+        started: float,
+        *,
+        timed_out: bool,
+        abandoned: bool = False,
+    ) -> None:
+        """A store read failed: its keys are ERROR here and for the requests waiting on them."""
+        elapsed = time.perf_counter() - started if started else 0.0
+        self._metrics.store_failed(name, timed_out, elapsed)
+        self._metrics.log_limited(
+            log, f"store:{name}", "store %s failed for %d lookups: %s", name, len(keys),
+            "timeout" if timed_out else repr(exc),
+        )
+        flights = self._cache.flights
+        # Out of *our* deadline, not the store's timeout: waiters with more time left
+        # retry instead of inheriting our ERROR.
+        shared: BaseException = (
+            FetchAbandoned(f"owner's deadline ran out reading store {name!r}") if abandoned
+            else exc
+        )
+        for key in keys:
+            flights.fail(key, shared)
+            results[key] = ERROR
 
     def _decoded(
         self,

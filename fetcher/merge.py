@@ -39,7 +39,7 @@ def merge_vector(plan: TargetPlan, results: Sequence[LookupResult], read_ms: int
     event_ms: list[int] = []
     for join, result in zip(plan.joins, results, strict=True):
         if type(result) is int:
-            row = join.shape.empty_row(Status(result))
+            row = join.shape.empty_row(result)
         else:
             assert isinstance(result, GroupRow)
             row = result

@@ -8,6 +8,7 @@ deduplicates lookups.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +35,9 @@ class JoinPlan:
     # Position, in the target's request keys, of the value for each group key column.
     key_positions: tuple[int, ...]
     encode_key: Callable[[Sequence[KeyValue]], bytes]
+    # The target's request key values -> this join's store key bytes (mapping and
+    # encoding in one call, built once: the hot path builds no per-entity lists).
+    entity_key: Callable[[Sequence[KeyValue]], bytes]
     shape: RowShape
     max_age_ms: int | None
     cache: CachePolicy
@@ -41,6 +45,9 @@ class JoinPlan:
     # Namespace of this group's cache keys: group name + reader schema fingerprint, so rows
     # shaped by an older schema are never served after a reload changes the schema.
     cache_ns: str
+    # Namespace of this group's L2 entries: the stored bytes of (store, dataset), which
+    # any reader schema resolves, so L2 stays warm across a reload that changes schemas.
+    l2_ns: str
     decode: Callable[[bytes], dict[str, Any]]
 
 
@@ -62,7 +69,7 @@ class TargetPlan:
 
     def entity_keys(self, values: Sequence[KeyValue]) -> list[bytes]:
         """Store key bytes of each join for one entity's request key values (in request order)."""
-        return [join.encode_key([values[i] for i in join.key_positions]) for join in self.joins]
+        return [join.entity_key(values) for join in self.joins]
 
 
 class Decoder(Protocol):
@@ -73,6 +80,37 @@ class Decoder(Protocol):
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode one stored value into the group's current record."""
         ...
+
+
+def _entity_key(
+    encode: Callable[[Sequence[KeyValue]], bytes], positions: tuple[int, ...]
+) -> Callable[[Sequence[KeyValue]], bytes]:
+    """Compose picking a join's key values out of the request's with encoding them."""
+    if positions == tuple(range(len(positions))):
+        # The join's columns are the request's first ones, in order (a feature group's
+        # own plan, a service's first join): hand the values over as they are. A
+        # one-column encoder reads values[0] only; the multi-column one zips strictly,
+        # so it gets a slice when the request has more keys than the join.
+        if len(positions) == 1:
+            return encode
+        width = len(positions)
+
+        def leading(values: Sequence[KeyValue]) -> bytes:
+            return encode(values if len(values) == width else values[:width])
+
+        return leading
+    pick = operator.itemgetter(*positions)
+    if len(positions) == 1:
+
+        def one(values: Sequence[KeyValue]) -> bytes:
+            return encode((pick(values),))
+
+        return one
+
+    def many(values: Sequence[KeyValue]) -> bytes:
+        return encode(pick(values))
+
+    return many
 
 
 class PlanError(ValueError):
@@ -106,17 +144,20 @@ def _join_plan(
     shape = shapes.get(group.name)
     if shape is None:
         shape = shapes[group.name] = RowShape(group.features)
+    encode = key_encoder(group.keys)
     return JoinPlan(
         group=group,
         store=group.store,
         dataset=group.dataset,
         key_positions=tuple(positions),
-        encode_key=key_encoder(group.keys),
+        encode_key=encode,
+        entity_key=_entity_key(encode, tuple(positions)),
         shape=shape,
         max_age_ms=None if group.max_age_s is None else group.max_age_s * 1000,
         cache=group.cache,
         prefix=prefix,
         cache_ns=f"{group.name}@{codec.fingerprint.hex()}",
+        l2_ns=f"{group.store}/{group.dataset}",
         decode=codec.decode,
     )
 

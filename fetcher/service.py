@@ -122,11 +122,18 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         metrics: Metrics,
         *,
         max_batch_entities: int,
+        default_deadline_s: float | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._engine = engine
         self._metrics = metrics
         self._max_batch = max_batch_entities
+        # For requests without a gRPC deadline (server.default_deadline_ms): without it
+        # such a request could wait on other requests' fetches for as long as they take.
+        self._default_deadline_s = default_deadline_s
+        # Metric children by label: labels() takes a lock and builds a key on every call.
+        self._served: dict[str, Any] = {}
+        self._latency: dict[tuple[str, grpc.StatusCode], Any] = {}
 
     def _target(self, snap: Snapshot, request: Any) -> tuple[TargetPlan, TargetView]:
         which = request.WhichOneof("target")
@@ -156,7 +163,9 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
     def _deadline(self, context: grpc.aio.ServicerContext) -> float | None:
         remaining = context.time_remaining()
         if remaining is None:
-            return None
+            remaining = self._default_deadline_s
+            if remaining is None:
+                return None
         return float(asyncio.get_running_loop().time() + remaining)
 
     async def GetFeatures(  # gRPC method name
@@ -179,7 +188,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         response = pb.GetFeaturesResponse(
             metadata=view.metadata, vector=view.vector(vectors[0])
         )
-        self._metrics.entities.labels(plan.name).inc()
+        self._count_served(plan.name, 1)
         self._observe("GetFeatures", grpc.StatusCode.OK, started)
         return response
 
@@ -200,7 +209,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         response = pb.GetBatchFeaturesResponse(
             metadata=view.metadata, vectors=[view.vector(v) for v in vectors]
         )
-        self._metrics.entities.labels(plan.name).inc(len(vectors))
+        self._count_served(plan.name, len(vectors))
         self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
         return response
 
@@ -246,10 +255,19 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             raise AssertionError("unreachable: abort raises")
         return response
 
+    def _count_served(self, target: str, count: int) -> None:
+        child = self._served.get(target)
+        if child is None:
+            child = self._served[target] = self._metrics.entities.labels(target)
+        child.inc(count)
+
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
-        self._metrics.rpc_latency.labels(method, code.name).observe(
-            time.perf_counter() - started
-        )
+        child = self._latency.get((method, code))
+        if child is None:
+            child = self._latency[(method, code)] = self._metrics.rpc_latency.labels(
+                method, code.name
+            )
+        child.observe(time.perf_counter() - started)
 
 
 __all__ = [
