@@ -22,14 +22,9 @@ def _settings(path: str | None) -> Any:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import uvloop
+    from fetcher.workers import run_serve
 
-    from fetcher.server import serve
-
-    settings = _settings(args.settings)
-    logging.getLogger(__name__).info("settings:\n%s", settings.describe())
-    uvloop.run(serve(settings))
-    return 0
+    return run_serve(args.settings or os.environ.get("FETCHER_SETTINGS"), args.workers)
 
 
 def _parse_at(text: str | None) -> dt.datetime | int | None:
@@ -44,17 +39,25 @@ def _parse_at(text: str | None) -> dt.datetime | int | None:
 def _format_ms(ms: int) -> str:
     if ms == 0:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    # Integer timedelta arithmetic: ms / 1000 as a float can land a millisecond early.
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds")
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
     from fetcher.client import FeatureClient
-    from fetcher.keys import parse_key_text
-    from fetcher.types import FeatureType, KeyColumn
+    from fetcher.keys import KeyValueError, parse_key_text
+    from fetcher.types import FeatureType, KeyColumn, KeyType
 
     name = args.service or args.group
+    kind = "service" if args.service else "group"
     with FeatureClient(args.target, timeout_s=args.timeout) as client:
-        types = client.key_types(name)
+        listing = client.describe(name)
+        # A group and a service may share a name: take the kind the user asked for.
+        entries = listing.services if args.service else listing.groups
+        if not entries:
+            raise SystemExit(f"--{kind} {name!r}: the server has no feature {kind} of that name")
+        types = {k.name: KeyType(k.type) for k in entries[0].keys}
         keys: dict[str, int | str | bytes] = {}
         for item in args.key:
             key_name, sep, text = item.partition("=")
@@ -63,7 +66,10 @@ def _cmd_get(args: argparse.Namespace) -> int:
             if key_name not in types:
                 known = ", ".join(types)
                 raise SystemExit(f"--key {key_name!r}: {name} has keys {known}")
-            keys[key_name] = parse_key_text(KeyColumn(key_name, types[key_name]), text)
+            try:
+                keys[key_name] = parse_key_text(KeyColumn(key_name, types[key_name]), text)
+            except KeyValueError as exc:
+                raise SystemExit(f"--key {item!r}: {exc}") from None
         response = client.get_raw(
             keys=keys, service=args.service, group=args.group, at=_parse_at(args.at)
         )
@@ -74,7 +80,11 @@ def _cmd_get(args: argparse.Namespace) -> int:
         out = {
             "config_version": response.metadata.config_version,
             "features": {
-                n: {"status": v.status.name, "value": _jsonable(v.value), "type": v.type.name}
+                n: {
+                    "status": v.status.name,
+                    "value": _jsonable(v.value, exact=True),
+                    "type": v.type.name,
+                }
                 for n, v in row.items()
             },
             "event_timestamps_ms": dict(
@@ -96,13 +106,15 @@ def _cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, *, exact: bool = False) -> Any:
+    # --json output is read by programs: doubles stay exact (json writes repr, which
+    # round-trips); only the table rounds them for the eye.
     if isinstance(value, bytes):
         return "0x" + value.hex()
     if isinstance(value, float):
-        return round(value, 6)
+        return value if exact else round(value, 6)
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, exact=exact) for v in value]
     return value
 
 
@@ -170,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gRPC server")
     serve.add_argument("--settings", help="settings TOML (default: $FETCHER_SETTINGS)")
+    serve.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="server processes sharing the port (default: server.workers; 0 = one per core)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     def client_args(p: argparse.ArgumentParser) -> None:

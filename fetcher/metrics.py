@@ -1,11 +1,20 @@
-"""Prometheus metrics of one process, on a registry of its own (no global state)."""
+"""Prometheus metrics of one process, on a registry of its own (no global state).
+
+Counters the request path updates live here; cache counters are not counted twice:
+`CacheCollector` reads the caches' own counters (L1Cache.stats(), L2Cache attributes)
+when /metrics is scraped, so the hot path pays nothing for them.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Sub-millisecond buckets: the fetch path is expected to answer in about a millisecond.
 LATENCY_BUCKETS = (
@@ -14,8 +23,57 @@ LATENCY_BUCKETS = (
 )
 
 
+class CacheCollector(Collector):  # type: ignore[misc,unused-ignore]
+    """Reads L1 and L2 cache counters at scrape time (the caches count; we only look)."""
+
+    def __init__(self, l1: Any, l2: Any | None) -> None:
+        self._l1 = l1  # fetcher.cache.L1Cache
+        self._l2 = l2  # fetcher.cache.L2Cache or None
+
+    def collect(self) -> Iterator[Any]:
+        """One family per counter, labelled by tier."""
+        stats = self._l1.stats()
+        hits = CounterMetricFamily("fetcher_cache_hits", "Cache hits by tier", labels=["tier"])
+        misses = CounterMetricFamily(
+            "fetcher_cache_misses", "Cache misses by tier", labels=["tier"]
+        )
+        hits.add_metric(["l1"], stats.hits)
+        misses.add_metric(["l1"], stats.misses)
+        evictions = CounterMetricFamily(
+            "fetcher_cache_evictions", "Live L1 entries pushed out by the size bound",
+            labels=["tier"],
+        )
+        evictions.add_metric(["l1"], stats.evictions)
+        expirations = CounterMetricFamily(
+            "fetcher_cache_expirations", "L1 entries dropped after their TTL", labels=["tier"]
+        )
+        expirations.add_metric(["l1"], stats.expirations)
+        size = GaugeMetricFamily("fetcher_cache_entries", "Entries held", labels=["tier"])
+        size.add_metric(["l1"], stats.size)
+        capacity = GaugeMetricFamily(
+            "fetcher_cache_capacity_entries", "Most entries held", labels=["tier"]
+        )
+        capacity.add_metric(["l1"], stats.maxsize)
+        families: list[Any] = [hits, misses, evictions, expirations, size, capacity]
+        if self._l2 is not None:
+            hits.add_metric(["l2"], self._l2.hits)
+            misses.add_metric(["l2"], self._l2.misses)
+            errors = CounterMetricFamily(
+                "fetcher_cache_errors", "L2 calls that failed and were served as misses",
+                labels=["tier"],
+            )
+            errors.add_metric(["l2"], self._l2.errors)
+            skipped = CounterMetricFamily(
+                "fetcher_cache_skipped", "L2 calls skipped while backing off after an error",
+                labels=["tier"],
+            )
+            skipped.add_metric(["l2"], self._l2.skipped)
+            families += [errors, skipped]
+        yield from families
+
+
 class Metrics:
-    """The counters and histograms the fetch path updates."""
+    """The counters and histograms of one server process."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -31,7 +89,8 @@ class Metrics:
             "fetcher_store_requests_total", "multi_get calls per store", ["store"], registry=r
         )
         self.store_errors = Counter(
-            "fetcher_store_errors_total", "Failed multi_get calls per store (timeouts included)",
+            "fetcher_store_errors_total",
+            "Failed multi_get calls per store; kind=timeout counts the timeouts",
             ["store", "kind"], registry=r,
         )
         self.store_latency = Histogram(
@@ -42,23 +101,36 @@ class Metrics:
             "fetcher_decode_errors_total", "Stored values that did not decode",
             ["group", "cause"], registry=r,
         )
-        self.cache_hits = Counter(
-            "fetcher_cache_hits_total", "Cache hits by tier", ["tier"], registry=r
-        )
-        self.cache_misses = Counter(
-            "fetcher_cache_misses_total", "Cache misses by tier", ["tier"], registry=r
-        )
         self.config_version = Gauge(
             "fetcher_config_info", "Loaded config version (value is 1)", ["version"], registry=r
         )
+        self.reloads = Counter(
+            "fetcher_config_reloads_total", "Config reloads by result (ok, failed)", ["result"],
+            registry=r,
+        )
+        self.serving = Gauge(
+            "fetcher_serving", "1 while health reports SERVING, else 0", registry=r
+        )
+        self.store_up = Gauge(
+            "fetcher_store_up", "1 when the store answered its last ping, else 0", ["store"],
+            registry=r,
+        )
+        self._version = ""
         self._last_log: dict[str, float] = {}
 
+    def set_config_version(self, version: str) -> None:
+        """Show `version` as the one loaded config (the previous one's series is dropped)."""
+        if self._version and self._version != version:
+            self.config_version.remove(self._version)
+        self._version = version
+        self.config_version.labels(version).set(1)
+
+    def watch_caches(self, l1: Any, l2: Any | None) -> None:
+        """Export the caches' own counters, read at each scrape."""
+        self.registry.register(CacheCollector(l1, l2))
+
     def l1_lookups(self, total: int, hits: int) -> None:
-        """Count one request's L1 lookups."""
-        if hits:
-            self.cache_hits.labels("l1").inc(hits)
-        if total - hits:
-            self.cache_misses.labels("l1").inc(total - hits)
+        """Kept for the engine's call; L1 hits and misses are read from L1Cache.stats()."""
 
     def store_ok(self, store: str, seconds: float) -> None:
         """Count a successful multi_get."""

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fetcher.server import SERVICE_NAME
+from fetcher.server import LIVENESS_SERVICE, SERVICE_NAME
 from fetcher.settings import Settings, load_settings
 from tests.unit.deploy_support import IMAGE_SETTINGS, ROOT, SETUP, TOOLS, dockerfile_uid, tool
 
@@ -174,7 +174,9 @@ def test_probes_use_native_grpc_on_the_grpc_port(
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == grpc_port, probe
     assert container["readinessProbe"]["grpc"]["service"] == SERVICE_NAME
-    assert container["livenessProbe"]["grpc"].get("service", "") == ""
+    # Liveness and startup never follow the stores: a store outage makes pods unready only.
+    assert container["livenessProbe"]["grpc"]["service"] == LIVENESS_SERVICE
+    assert container["startupProbe"]["grpc"]["service"] == LIVENESS_SERVICE
 
 
 def test_metrics_port_matches_settings_and_scrape_config(
