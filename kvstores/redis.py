@@ -10,34 +10,40 @@ Layout (docs/storage-layout.md has the exact bytes):
 - TTL: the whole entity key expires ttl_s after its newest write (EXPIRE).
 
 "Latest at or before T" is ZRANGE key T -inf BYSCORE REV LIMIT 0 1, and a whole
-batch of lookups goes out as one pipeline: one round trip per call.
+batch of lookups goes out as one pipeline: one round trip per call (per node on a
+cluster, see kvstores.redis_cluster).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from kvstores.base import Found, KVStore, Lookup, Row, StoreError
 
-__all__ = ["MAX_EXACT_EVENT_MS", "RedisStore"]
+__all__ = ["MAX_EXACT_EVENT_MS", "BaseRedisStore", "Command", "RedisStore"]
 
 #: Largest |event_ms| a double score holds exactly.
 MAX_EXACT_EVENT_MS = 2**53
+
+#: One Redis command: (name as str, redis key, *arguments); the key is always second.
+Command = tuple[Any, ...]
 
 _MEMBER_TS = struct.Struct(">q")
 # Rows per pipeline on writes: large enough to amortise the round trip, small
 # enough that one reply buffer stays modest and a timeout loses little work.
 _WRITE_CHUNK = 1000
-_BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
+# RedisClusterException (no slot map, slot not covered) is not a RedisError.
+_BACKEND_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 def _check_event_ms(row: Row) -> None:
@@ -55,10 +61,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc or 'no answer in time'}"
 
 
-class RedisStore(KVStore):
-    """KVStore over Redis (standalone) with redis.asyncio; connects lazily."""
+class _Client(Protocol):
+    async def aclose(self) -> None: ...
 
-    kind = "redis"
+
+ClientT = TypeVar("ClientT", bound=_Client)
+
+
+class BaseRedisStore(KVStore, Generic[ClientT]):
+    """The Redis layout and batching over one client type; subclasses connect and execute."""
 
     def __init__(
         self,
@@ -70,7 +81,7 @@ class RedisStore(KVStore):
         max_versions: int | None = 16,
         key_prefix: str = "ft",
     ) -> None:
-        """Prepare the connection pools; nothing connects until the first call."""
+        """Validate the options and prepare the clients; nothing connects until the first call."""
         if timeout_s <= 0 or write_timeout_s <= 0:
             raise ValueError(
                 f"timeout_s and write_timeout_s must be > 0, got {timeout_s}, {write_timeout_s}"
@@ -88,35 +99,26 @@ class RedisStore(KVStore):
         self.max_versions = max_versions
         self.key_prefix = key_prefix
         self._prefixes: dict[str, bytes] = {}
-        # Request path: fail fast. socket timeouts bound each socket operation and
-        # asyncio.timeout (in _reads) bounds the whole call including the pool wait.
+        # Request path: fail fast within timeout_s (socket timeouts per operation,
+        # asyncio.timeout in _run for the whole call including any wait for a
+        # connection).
         self._client = self._make_client(timeout_s)
-        # Bulk writes (fetcher load) get a longer timeout; the pool is created on
-        # first write so read-only servers never open it.
-        self._write_client: Redis | None = None
+        # Bulk writes (fetcher load) get a longer timeout; the client is created on
+        # first write so read-only servers never open its connections.
+        self._write_client: ClientT | None = None
         self._closed = False
 
-    def _make_client(self, timeout_s: float) -> Redis:
-        # No retries: a failed call raises at once and the caller decides (the
-        # fetcher serves ERROR for that group). Recovery needs no retry: redis-py
-        # disconnects a connection on any error or cancellation, and the pool
-        # checks a pooled connection before reuse (a closed socket reads as EOF)
-        # and reconnects it. No health_check_interval: its PING would add a round
-        # trip to the first request after an idle period.
-        # Maintenance notifications off: while on (redis-py 8 defaults to "auto")
-        # the pool skips that stale-connection check, so a connection idle across
-        # a Redis restart failed its next call; they may also relax socket
-        # timeouts to 10 s during a failover.
-        pool = BlockingConnectionPool.from_url(
-            self.url,
-            max_connections=self.max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            maint_notifications_config=MaintNotificationsConfig(enabled=False),
-        )
-        return Redis.from_pool(pool)
+    @abc.abstractmethod
+    def _make_client(self, timeout_s: float) -> ClientT:
+        """A client whose socket operations time out after timeout_s; must not connect."""
+
+    @abc.abstractmethod
+    async def _execute(self, client: ClientT, commands: Sequence[Command]) -> list[Any]:
+        """Send commands as one pipeline (no MULTI) and return the replies in order."""
+
+    @abc.abstractmethod
+    def _where(self) -> str:
+        """'redis host:port/db' or similar for error messages; never the password."""
 
     def _key_prefix(self, dataset: str) -> bytes:
         # Built once per dataset.
@@ -140,23 +142,21 @@ class RedisStore(KVStore):
         self._check_open()
         if not lookups:
             return []
-        pipe = self._client.pipeline(transaction=False)
-        for dataset, key, at_ms in lookups:
-            start = b"+inf" if at_ms is None else at_ms
-            pipe.execute_command(
-                "ZRANGE", self.redis_key(dataset, key), start, b"-inf",
-                b"BYSCORE", b"REV", b"LIMIT", 0, 1,
-            )  # fmt: skip
-        replies = await self._run(pipe, self.timeout_s, "multi_get")
+        commands = [
+            ("ZRANGE", self.redis_key(dataset, key), b"+inf" if at_ms is None else at_ms,
+             b"-inf", b"BYSCORE", b"REV", b"LIMIT", 0, 1)
+            for dataset, key, at_ms in lookups
+        ]  # fmt: skip
+        replies = await self._run(self._client, commands, self.timeout_s, "multi_get")
         results: list[Found | None] = []
-        for (dataset, key, _), reply in zip(lookups, replies, strict=True):
+        for command, reply in zip(commands, replies, strict=True):
             if not reply:
                 results.append(None)
                 continue
             member: bytes = reply[0]
             if len(member) < _MEMBER_TS.size:
                 raise StoreError(
-                    f"redis: malformed member in {self.redis_key(dataset, key)!r}: "
+                    f"{self._where()}: malformed member in {command[1]!r}: "
                     f"{len(member)} bytes, expected 8-byte event time + value"
                 )
             results.append((member[_MEMBER_TS.size :], _MEMBER_TS.unpack_from(member)[0]))
@@ -176,23 +176,84 @@ class RedisStore(KVStore):
             self._write_client = self._make_client(self.write_timeout_s)
         trim_stop = None if self.max_versions is None else -(self.max_versions + 1)
         for start in range(0, len(rows), _WRITE_CHUNK):
-            pipe = self._write_client.pipeline(transaction=False)
+            commands: list[Command] = []
             for row in rows[start : start + _WRITE_CHUNK]:
                 rkey = self.redis_key(row.dataset, row.key)
                 ts = row.event_ms
                 # Not atomic (no MULTI, to stay cluster-friendly): a reader racing a
                 # replace of the same event time may miss that version for an instant.
-                pipe.execute_command("ZREMRANGEBYSCORE", rkey, ts, ts)
-                pipe.execute_command("ZADD", rkey, ts, _MEMBER_TS.pack(ts) + row.value)
+                commands.append(("ZREMRANGEBYSCORE", rkey, ts, ts))
+                commands.append(("ZADD", rkey, ts, _MEMBER_TS.pack(ts) + row.value))
                 if row.ttl_s is None:
                     # The newest write decides the entity's lifetime: "forever".
-                    pipe.execute_command("PERSIST", rkey)
+                    commands.append(("PERSIST", rkey))
                 else:
-                    pipe.execute_command("EXPIRE", rkey, int(row.ttl_s))
+                    commands.append(("EXPIRE", rkey, int(row.ttl_s)))
                 if trim_stop is not None:
                     # Ranks ascend by score: drop all but the max_versions newest.
-                    pipe.execute_command("ZREMRANGEBYRANK", rkey, 0, trim_stop)
-            await self._run(pipe, self.write_timeout_s, "multi_put")
+                    commands.append(("ZREMRANGEBYRANK", rkey, 0, trim_stop))
+            await self._run(self._write_client, commands, self.write_timeout_s, "multi_put")
+
+    async def close(self) -> None:
+        """Close both clients and their connections (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.aclose()
+        if self._write_client is not None:
+            await self._write_client.aclose()
+
+    async def _run(
+        self, client: ClientT, commands: Sequence[Command], timeout_s: float, what: str
+    ) -> list[Any]:
+        """Execute commands within timeout_s; every backend failure becomes StoreError."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._execute(client, commands)
+        except _BACKEND_ERRORS as exc:
+            raise StoreError(f"{self._where()}: {what} failed: {_describe(exc)}") from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self._where()}: store is closed")
+
+
+class RedisStore(BaseRedisStore[Redis]):
+    """KVStore over Redis (standalone) with redis.asyncio; connects lazily."""
+
+    kind = "redis"
+
+    def _make_client(self, timeout_s: float) -> Redis:
+        # No retries: a failed call raises at once and the caller decides (the
+        # fetcher serves ERROR for that group). Recovery needs no retry: redis-py
+        # disconnects a connection on any error or cancellation, and the pool
+        # checks a pooled connection before reuse (a closed socket reads as EOF)
+        # and reconnects it. No health_check_interval: its PING would add a round
+        # trip to the first request after an idle period.
+        # Maintenance notifications off: while on (redis-py 8 defaults to "auto")
+        # the pool skips that stale-connection check, so a connection idle across
+        # a Redis restart failed its next call; they may also relax socket
+        # timeouts to 10 s during a failover.
+        pool = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_connections,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        )
+        return Redis.from_pool(pool)
+
+    async def _execute(self, client: Redis, commands: Sequence[Command]) -> list[Any]:
+        pipe: Any = client.pipeline(transaction=False)  # Pipeline.reset is untyped
+        try:
+            for command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = await pipe.execute()
+            return replies
+        finally:
+            await pipe.reset()
 
     async def ping(self) -> None:
         """Return when Redis answers PING within the timeout; raise StoreError otherwise."""
@@ -201,33 +262,9 @@ class RedisStore(KVStore):
             async with asyncio.timeout(self.timeout_s):
                 await self._client.ping()
         except _BACKEND_ERRORS as exc:
-            raise StoreError(f"redis {self._where()}: ping failed: {_describe(exc)}") from exc
-
-    async def close(self) -> None:
-        """Close both connection pools (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._client.aclose()
-        if self._write_client is not None:
-            await self._write_client.aclose()
-
-    async def _run(self, pipe: Any, timeout_s: float, what: str) -> list[Any]:
-        """Execute a pipeline within timeout_s; every backend failure becomes StoreError."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                replies: list[Any] = await pipe.execute()
-        except _BACKEND_ERRORS as exc:
-            raise StoreError(f"redis {self._where()}: {what} failed: {_describe(exc)}") from exc
-        finally:
-            await pipe.reset()
-        return replies
+            raise StoreError(f"{self._where()}: ping failed: {_describe(exc)}") from exc
 
     def _where(self) -> str:
         # Host and port only: the URL may carry a password.
         kwargs = self._client.connection_pool.connection_kwargs
-        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"redis store {self._where()} is closed")
+        return f"redis {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
