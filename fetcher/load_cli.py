@@ -67,6 +67,11 @@ async def load_files(
         raise LoadSetupError(f"store {conf.name!r}: {exc}") from exc
     reports: list[LoadReport] = []
     try:
+        try:
+            # Stores that need a keyspace or tables (Cassandra, DynamoDB) create them here.
+            await store.create()
+        except StoreError as exc:
+            raise LoadSetupError(f"store {conf.name!r}: cannot create its tables: {exc}") from exc
         for path in paths:
             try:
                 report = await load_file(

@@ -53,6 +53,13 @@ class KVStore(abc.ABC):
     async def multi_put(self, rows: Sequence[Row]) -> None:
         """Write every row (a new version of its key), batched; raises StoreError."""
 
+    async def create(self) -> None:
+        """Create what the backend needs before the first write (keyspace, tables), idempotently.
+
+        A no-op for backends that need nothing; `fetcher load` calls it before writing.
+        """
+        return None
+
     @abc.abstractmethod
     async def ping(self) -> None:
         """Return when the backend answers; raise StoreError when it does not."""

@@ -3,6 +3,14 @@
 - ``embedded://<path>``: EmbeddedStore at <path> (relative to the working directory
   unless it starts with ``/``): ``embedded://data/demo.lmdb``, ``embedded:///var/lib/x.lmdb``.
 - ``redis://host:port/db`` and ``rediss://...`` (TLS): RedisStore.
+- ``redis+cluster://[user:password@]host:port[,host:port...]`` and
+  ``rediss+cluster://...`` (TLS): RedisClusterStore. The nodes listed are where
+  the slot map is first read from (one is enough, more survive one being down);
+  the other nodes are discovered. An optional path may only be ``/0``.
+- ``dynamodb://<region>/<table prefix>``: DynamoDBStore on tables ``<prefix>versions``
+  and ``<prefix>latest`` (prefix ``fetcher_`` when left out); a local server is named
+  by ``?endpoint_url=http://127.0.0.1:8100``.
+- ``cassandra://host[,host...][:port]/keyspace``: CassandraStore (docs/storage-layout.md).
 
 Backend options go in the query string, e.g. ``?max_connections=64&max_versions=8``.
 """
@@ -11,15 +19,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from kvstores.base import KVStore
+from kvstores.cassandra import CassandraStore
+from kvstores.dynamodb import DynamoDBStore
 from kvstores.embedded import EmbeddedStore
 from kvstores.redis import RedisStore
+from kvstores.redis_cluster import RedisClusterStore
 
 __all__ = ["open_store"]
 
-_SCHEMES = ("embedded", "redis", "rediss")
+_SCHEMES = (
+    "embedded",
+    "redis",
+    "rediss",
+    "redis+cluster",
+    "rediss+cluster",
+    "dynamodb",
+    "cassandra",
+)
 
 
 def _positive_int(text: str) -> int:
@@ -70,6 +89,16 @@ _REDIS_OPTIONS: dict[str, _Option] = {
     "write_timeout_s": ("write_timeout_s", _positive_float),
 }
 
+_DYNAMODB_OPTIONS: dict[str, _Option] = {
+    "endpoint_url": ("endpoint_url", str),
+    "timeout_s": ("timeout_s", _positive_float),
+    "write_timeout_s": ("write_timeout_s", _positive_float),
+    "connect_timeout_s": ("connect_timeout_s", _positive_float),
+    "max_pool_connections": ("max_pool_connections", _positive_int),
+    "max_attempts": ("max_attempts", _positive_int),
+    "consistent_read": ("consistent_read", _flag),
+}
+
 
 def _options(url: str, query: str, accepted: dict[str, _Option]) -> dict[str, Any]:
     """Parse the query string into constructor keywords; ValueError names the bad option."""
@@ -86,6 +115,60 @@ def _options(url: str, query: str, accepted: dict[str, _Option]) -> dict[str, An
         except ValueError as exc:
             raise ValueError(f"store URL {url!r}: option {name!r}: {exc}") from None
     return kwargs
+
+
+def _cluster_nodes(url: str, netloc: str) -> list[tuple[str, int]]:
+    """host:port[,host:port...] (IPv6 in brackets, port 6379 when left out)."""
+    nodes: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        if item.startswith("["):
+            host, _, port = item[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            host, _, port = item.partition(":")
+        if not host or (port and not port.isdigit()) or not 0 < int(port or 6379) < 65536:
+            raise ValueError(
+                f"store URL {url!r}: bad node {item!r}; "
+                "e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000"
+            )
+        nodes.append((host, int(port or 6379)))
+    return nodes
+
+
+def _open_cluster(url: str, scheme: str, rest: str, timeout_s: float) -> RedisClusterStore:
+    # urlsplit cannot read a comma-separated host list (its .port fails), so the
+    # parts are taken apart by hand: [user:password@]nodes[/0][?options].
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    if slash and path not in ("", "0"):
+        raise ValueError(f"store URL {url!r}: a Redis Cluster has only database 0, not {path!r}")
+    userinfo, at, nodes = netloc.rpartition("@")
+    if not nodes:
+        raise ValueError(f"store URL {url!r}: no nodes; e.g. redis+cluster://127.0.0.1:7001")
+    username, _, password = userinfo.partition(":")
+    kwargs = _options(url, query, _REDIS_OPTIONS)
+    kwargs.setdefault("timeout_s", timeout_s)
+    return RedisClusterStore(
+        _cluster_nodes(url, nodes),
+        username=(unquote(username) or None) if at else None,
+        password=(unquote(password) or None) if at else None,
+        ssl=scheme == "rediss+cluster",
+        **kwargs,
+    )
+
+
+def _open_dynamodb(url: str, timeout_s: float) -> DynamoDBStore:
+    """dynamodb://<region>/<table prefix>?options; the prefix defaults to fetcher_."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        raise ValueError(f"store URL {url!r}: no region; e.g. dynamodb://us-east-1/fetcher_")
+    kwargs = _options(url, parts.query, _DYNAMODB_OPTIONS)
+    kwargs.setdefault("timeout_s", timeout_s)
+    prefix = parts.path.removeprefix("/") or "fetcher_"
+    try:
+        return DynamoDBStore(prefix, region=parts.netloc, **kwargs)
+    except ValueError as exc:
+        raise ValueError(f"store URL {url!r}: {exc}") from None
 
 
 def open_store(url: str, *, timeout_s: float = 0.1) -> KVStore:
@@ -108,6 +191,12 @@ def open_store(url: str, *, timeout_s: float = 0.1) -> KVStore:
         if not path:
             raise ValueError(f"store URL {url!r}: no path; e.g. embedded://data/demo.lmdb")
         return EmbeddedStore(path, **_options(url, query, _EMBEDDED_OPTIONS))
+    if scheme == "cassandra":
+        return CassandraStore.from_url(url, timeout_s=timeout_s)
+    if scheme == "dynamodb":
+        return _open_dynamodb(url, timeout_s)
+    if scheme.endswith("+cluster"):
+        return _open_cluster(url, scheme, rest, timeout_s)
     parts = urlsplit(url)
     kwargs = _options(url, parts.query, _REDIS_OPTIONS)
     kwargs.setdefault("timeout_s", timeout_s)
