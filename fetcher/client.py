@@ -20,6 +20,9 @@ from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
 
 KeyInput = int | str | bytes
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ONE_MS = dt.timedelta(milliseconds=1)
+
 _SLOT_FIELD = {
     FeatureType.DOUBLE: "double_values",
     FeatureType.INT64: "int64_values",
@@ -67,7 +70,10 @@ def timestamp(at: dt.datetime | int) -> Any:
     if isinstance(at, dt.datetime):
         if at.tzinfo is None:
             raise ValueError("point-in-time datetimes must be timezone-aware")
-        ms = int(at.timestamp() * 1000)
+        # Integer timedelta arithmetic: at.timestamp() * 1000 is a float product that
+        # lands just below the exact millisecond for some times, and int() would then
+        # read one millisecond too early (and miss a row written at exactly that time).
+        ms = (at - _EPOCH) // _ONE_MS
     else:
         ms = at
     return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
