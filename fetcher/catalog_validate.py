@@ -137,6 +137,7 @@ def _register(
 ) -> bytes | None:
     # A missing schema file is reported against the group file that names it.
     file = f"groups/{path.name}"
+    reported = len(p.items)
     text = read_json(path, file, p) if path.is_file() else _MISSING
     if text is _MISSING:
         p.add(
@@ -146,8 +147,8 @@ def _register(
             f"create {path.name} next to the group file or correct the file name",
         )
         return None
-    if text is None:
-        return None
+    if text is None and len(p.items) > reported:
+        return None  # read_json said why; a file holding JSON null falls through
     if not isinstance(text, dict):
         p.add(file, "type", "the schema is not an Avro record", 'write {"type": "record", ...}')
         return None
@@ -163,9 +164,10 @@ def parse_group(
     path: Path, rel: str, registry: SchemaRegistry, p: Problems
 ) -> tuple[FeatureGroup, GroupCodec] | None:
     """Compile one groups/<name>.json (and its schemas) or report why it cannot be."""
+    reported = len(p.items)
     data = read_json(path, rel, p)
-    if data is None:
-        return None
+    if data is None and len(p.items) > reported:
+        return None  # read_json said why; JSON null goes on to check_fields, which says why
     v = check_fields(data, GROUP_SPEC, rel, "", p)
     if v is None:
         return None
@@ -294,9 +296,10 @@ def join_request_keys(group: FeatureGroup, join: Join) -> list[tuple[str, KeyCol
 
 def parse_service(path: Path, rel: str, p: Problems) -> FeatureService | None:
     """Read one services/<name>.json (its groups are checked by check_service)."""
+    reported = len(p.items)
     data = read_json(path, rel, p)
-    if data is None:
-        return None
+    if data is None and len(p.items) > reported:
+        return None  # read_json said why; JSON null goes on to check_fields, which says why
     v = check_fields(data, SERVICE_SPEC, rel, "", p)
     if v is None:
         return None

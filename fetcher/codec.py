@@ -114,6 +114,9 @@ class SchemaRegistry:
             fp = schema_fingerprint(parsed)
         except Exception as exc:  # fastavro raises several unrelated types for bad schemas
             raise SchemaError(source, [("", f"not a valid Avro schema: {exc}")]) from exc
+        bad = _bad_field_name(parsed)
+        if bad is not None:  # fastavro accepts null or list field names; nothing else does
+            raise SchemaError(source, [("fields", f"field name {bad} is not a string")])
         # The first registration wins: equal fingerprints mean equal canonical forms.
         self._schemas.setdefault(fp, WriterSchema(fp, parsed, source))
         return fp
@@ -263,6 +266,25 @@ def _primitive(schema: Any) -> str | None:
         return schema
     if isinstance(schema, dict) and "logicalType" not in schema and isinstance(schema["type"], str):
         return str(schema["type"])
+    return None
+
+
+def _bad_field_name(schema: Any) -> str | None:
+    """repr() of the first record field name (at any depth) that is not a string, if any."""
+    if isinstance(schema, list):
+        return next((b for b in map(_bad_field_name, schema) if b is not None), None)
+    if not isinstance(schema, dict):
+        return None
+    for f in schema.get("fields", ()):
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+            return repr(f.get("name") if isinstance(f, dict) else f)
+        bad = _bad_field_name(f.get("type"))
+        if bad is not None:
+            return bad
+    for key in ("items", "values"):
+        bad = _bad_field_name(schema.get(key))
+        if bad is not None:
+            return bad
     return None
 
 

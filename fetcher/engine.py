@@ -2,7 +2,10 @@
 
 One request reads each store once (one multi_get with every lookup for it), all
 stores concurrently, bounded by the store's timeout and the client's deadline.
-A store that fails or times out yields ERROR for its groups only.
+A store that fails or times out yields ERROR for its groups only. Each store is
+guarded (fetcher.breaker): at most `max_in_flight` reads run at once (waiting for a
+slot spends the request's own deadline) and a circuit breaker fails reads fast while
+the store keeps failing, probing it again after a cooldown.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from fetcher.breaker import StoreGuard
 from fetcher.cache import CacheKey, FetchAbandoned, L1Cache, L2Cache, Negative, SingleFlight
+from fetcher.codec import HEADER_SIZE, MARKER, DecodeError
 from fetcher.keys import KeyValue
 from fetcher.merge import ERROR, NOT_FOUND, EntityVector, LookupResult, merge_vector
 from fetcher.metrics import Metrics
@@ -28,13 +33,39 @@ log = logging.getLogger(__name__)
 _ABANDONED_RETRIES = 2
 
 
+def decode_cause(value: bytes, exc: Exception) -> str:
+    """The decode_errors metric's cause label for a value that did not decode.
+
+    Read from the bytes where they tell (marker, header) and from the codec's message
+    otherwise; only called on failure, never on the hot path.
+    """
+    if not isinstance(exc, DecodeError):
+        return "record_shape"  # decoded, but the record does not fit the group's rows
+    if value[:2] != MARKER:
+        return "bad_marker"
+    if len(value) < HEADER_SIZE:
+        return "truncated_header"
+    text = str(exc)
+    if "unknown writer schema fingerprint" in text:
+        return "unknown_schema"
+    if "cannot be read" in text:
+        return "incompatible_schema"
+    return "corrupt_body"
+
+
 @dataclass(frozen=True, slots=True)
 class StoreHandle:
-    """A store as the engine uses it: the backend and its per-call timeout."""
+    """A store as the engine uses it: the backend, its per-call timeout and its guards.
+
+    max_in_flight 0 = unbounded; breaker_failures 0 = no breaker.
+    """
 
     name: str
     store: KVStore
     timeout_s: float
+    max_in_flight: int = 0
+    breaker_failures: int = 0
+    breaker_cooldown_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +78,8 @@ class CacheTiers:
     default_l1_ttl_s: float
     default_l2_ttl_s: float
     negative_ttl_s: float
+    # False when settings turn L1 off (cache.l1_max_entries = 0), whatever the groups say.
+    l1_enabled: bool = True
 
 
 class FetchEngine:
@@ -58,6 +91,7 @@ class FetchEngine:
         self._stores = dict(stores)
         self._cache = cache
         self._metrics = metrics
+        self._guards: dict[str, StoreGuard] = {}
         # Background L2 writes: kept referenced so they are not garbage-collected mid-flight.
         self._background: set[asyncio.Task[None]] = set()
 
@@ -86,8 +120,9 @@ class FetchEngine:
         results: dict[CacheKey, LookupResult] = {}
         misses: list[CacheKey] = []
         l1 = self._cache.l1
+        l1_on = self._cache.l1_enabled
         for key, join in owners.items():
-            if join.cache.l1:
+            if l1_on and join.cache.l1:
                 cached = l1.get(key)
                 if cached is not None:
                     results[key] = cached  # type: ignore[assignment]
@@ -239,28 +274,79 @@ class FetchEngine:
             exc = StoreError(f"store {name!r} is not open in this process")
             self._failed(name, keys, results, exc, 0.0, timed_out=False)
             return
+        guard = self.guard(name)
+        breaker = guard.breaker
+        if not breaker.allow():
+            guard.rejected.inc()
+            self._failed(
+                name, keys, results,
+                StoreError(f"store {name!r}: circuit open after repeated failures"), 0.0,
+                timed_out=False, counted=False,
+            )
+            return
+        loop = asyncio.get_running_loop()
         timeout = handle.timeout_s
         bounded_by_deadline = False
         if deadline is not None:
-            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            left = max(0.0, deadline - loop.time())
             if left < timeout:
                 timeout, bounded_by_deadline = left, True
+        # A read cut short (by the client's deadline or a slot wait) that times out says
+        # nothing about the store: it is no breaker failure.
+        full_timeout = not bounded_by_deadline
+        slots = guard.slots
+        if slots is not None and slots.locked():
+            # Every slot is taken (a slow store): wait, but only as long as this read
+            # could still run; the wait is taken from the read's own time budget.
+            waited_from = loop.time()
+            try:
+                async with asyncio.timeout(timeout):
+                    await slots.acquire()
+            except TimeoutError as exc:
+                breaker.abandon()
+                guard.slot_timeouts.inc()
+                self._failed(name, keys, results, exc, 0.0, timed_out=True,
+                             abandoned=bounded_by_deadline, counted=False)
+                return
+            except BaseException:
+                breaker.abandon()
+                raise
+            timeout = max(0.0, timeout - (loop.time() - waited_from))
+            full_timeout = False
+        elif slots is not None:
+            await slots.acquire()  # free slot: returns at once, no suspension
         lookups = [(owners[key].dataset, key[1], key[2]) for key in keys]
         started = time.perf_counter()
+        verdict = False  # until the breaker hears success or failure, it hears abandon
+        guard.entered()
         try:
             async with asyncio.timeout(timeout):
                 found = await handle.store.multi_get(lookups)
             if len(found) != len(lookups):
                 raise StoreError(f"answered {len(found)} results for {len(lookups)} lookups")
         except TimeoutError as exc:
+            if full_timeout:
+                breaker.failure()  # the store's own timeout: the store is slow
+                verdict = True
             self._failed(
                 name, keys, results, exc, started, timed_out=True, abandoned=bounded_by_deadline
             )
             return
         except Exception as exc:
             # StoreError, or a backend bug: either way only this store's groups are ERROR.
+            breaker.failure()
+            verdict = True
             self._failed(name, keys, results, exc, started, timed_out=False)
             return
+        else:
+            breaker.success()
+            verdict = True
+        finally:
+            guard.left()
+            if slots is not None:
+                slots.release()
+            if not verdict:
+                breaker.abandon()
         self._metrics.store_ok(name, time.perf_counter() - started)
         for key, hit in zip(keys, found, strict=True):
             join = owners[key]
@@ -269,6 +355,19 @@ class FetchEngine:
                 self._settle(key, join, NOT_FOUND, l2_write=l2_writes)
             else:
                 results[key] = self._decoded(key, join, hit, l2_write=l2_writes)
+
+    def guard(self, name: str) -> StoreGuard:
+        """The breaker and in-flight bound of store `name` (built on first use)."""
+        guard = self._guards.get(name)
+        if guard is None:
+            handle = self._stores[name]
+            guard = self._guards[name] = StoreGuard(
+                name, self._metrics.registry,
+                max_in_flight=handle.max_in_flight,
+                breaker_failures=handle.breaker_failures,
+                breaker_cooldown_s=handle.breaker_cooldown_s,
+            )
+        return guard
 
     def _failed(
         self,
@@ -280,10 +379,16 @@ class FetchEngine:
         *,
         timed_out: bool,
         abandoned: bool = False,
+        counted: bool = True,
     ) -> None:
-        """A store read failed: its keys are ERROR here and for the requests waiting on them."""
-        elapsed = time.perf_counter() - started if started else 0.0
-        self._metrics.store_failed(name, timed_out, elapsed)
+        """A store read failed: its keys are ERROR here and for the requests waiting on them.
+
+        `counted` False: the store was never called (breaker open, no free slot), so the
+        store's request and error counters are left alone.
+        """
+        if counted:
+            elapsed = time.perf_counter() - started if started else 0.0
+            self._metrics.store_failed(name, timed_out, elapsed)
         self._metrics.log_limited(
             log, f"store:{name}", "store %s failed for %d lookups: %s", name, len(keys),
             "timeout" if timed_out else repr(exc),
@@ -312,9 +417,10 @@ class FetchEngine:
         except Exception as exc:
             # Corrupt bytes, an unknown fingerprint or a record that does not fit the shape:
             # this entity's group is ERROR; never cached, so a fixed row is served at once.
-            self._metrics.decode_failed(join.group.name, type(exc).__name__)
+            cause = decode_cause(value, exc)
+            self._metrics.decode_failed(join.group.name, cause)
             self._metrics.log_limited(
-                log, f"decode:{join.group.name}:{type(exc).__name__}",
+                log, f"decode:{join.group.name}:{cause}",
                 "group %s: value of key %s does not decode: %s", join.group.name,
                 key[1].hex(), exc,
             )
@@ -333,7 +439,7 @@ class FetchEngine:
         l2_write: list[tuple[CacheKey, Found | None]] | None,
     ) -> None:
         cache = self._cache
-        if join.cache.l1:
+        if cache.l1_enabled and join.cache.l1:
             if isinstance(result, GroupRow):
                 ttl = join.cache.l1_ttl_s
                 cache.l1.put(key, result, cache.default_l1_ttl_s if ttl is None else ttl)

@@ -148,6 +148,7 @@ class App:
         cache_settings = self.settings.cache
         if cache_settings.l2_url:
             self._l2 = L2Cache(cache_settings.l2_url)
+        # cachetools needs maxsize >= 1; l1_max_entries = 0 turns L1 off in the engine instead.
         l1 = L1Cache(max(1, cache_settings.l1_max_entries))
         tiers = CacheTiers(
             l1=l1,
@@ -156,6 +157,7 @@ class App:
             default_l1_ttl_s=cache_settings.l1_ttl_s,
             default_l2_ttl_s=cache_settings.l2_ttl_s,
             negative_ttl_s=cache_settings.negative_ttl_s,
+            l1_enabled=cache_settings.l1_max_entries > 0,
         )
         self.metrics.watch_caches(l1, self._l2)
         handles = {

@@ -1,7 +1,9 @@
 """The gRPC service layer: proto requests -> domain requests -> proto responses.
 
 Validation lives here (INVALID_ARGUMENT / NOT_FOUND with messages that name the
-field); stores and caches are reached only through the engine.
+field); stores and caches are reached only through the engine. Admission control
+(fetcher.admission) runs first: beyond the in-flight and queue bounds a feature RPC is
+refused with RESOURCE_EXHAUSTED before any work is done for it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from fetcher.admission import Admission, Overloaded
 from fetcher.engine import FetchEngine
 from fetcher.keys import INT64_MAX, KeyValue
 from fetcher.metrics import Metrics
@@ -123,6 +126,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         *,
         max_batch_entities: int,
         default_deadline_s: float | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._engine = engine
@@ -131,6 +135,8 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         # For requests without a gRPC deadline (server.default_deadline_ms): without it
         # such a request could wait on other requests' fetches for as long as they take.
         self._default_deadline_s = default_deadline_s
+        # None: no admission limit (unit tests, embedded use).
+        self._admission = admission
         # Metric children by label: labels() takes a lock and builds a key on every call.
         self._served: dict[str, Any] = {}
         self._latency: dict[tuple[str, grpc.StatusCode], Any] = {}
@@ -173,6 +179,18 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
     ) -> pb.GetFeaturesResponse:
         """One entity's vector."""
         started = time.perf_counter()
+        admission = self._admission
+        if admission is not None and not admission.try_enter():
+            await self._queue_for_slot(admission, "GetFeatures", context, started)
+        try:
+            return await self._get_features(request, context, started)
+        finally:
+            if admission is not None:
+                admission.leave()
+
+    async def _get_features(
+        self, request: pb.GetFeaturesRequest, context: grpc.aio.ServicerContext, started: float
+    ) -> pb.GetFeaturesResponse:
         try:
             snap = self._snapshot()
             plan, view = self._target(snap, request)
@@ -197,6 +215,19 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
     ) -> pb.GetBatchFeaturesResponse:
         """Many entities' vectors, in request order."""
         started = time.perf_counter()
+        admission = self._admission
+        if admission is not None and not admission.try_enter():
+            await self._queue_for_slot(admission, "GetBatchFeatures", context, started)
+        try:
+            return await self._get_batch(request, context, started)
+        finally:
+            if admission is not None:
+                admission.leave()
+
+    async def _get_batch(
+        self, request: pb.GetBatchFeaturesRequest, context: grpc.aio.ServicerContext,
+        started: float,
+    ) -> pb.GetBatchFeaturesResponse:
         try:
             snap = self._snapshot()
             plan, view = self._target(snap, request)
@@ -212,6 +243,19 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         self._count_served(plan.name, len(vectors))
         self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
         return response
+
+    async def _queue_for_slot(
+        self, admission: Admission, method: str, context: grpc.aio.ServicerContext,
+        started: float,
+    ) -> None:
+        """Wait for an admission slot; RESOURCE_EXHAUSTED when the queue is full or too slow."""
+        try:
+            await admission.enter(self._deadline(context))
+        except Overloaded as exc:
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            self._observe(method, code, started)
+            await context.abort(code, str(exc))
+            raise  # unreachable: abort raises
 
     def _batch(
         self, plan: TargetPlan, entities: Sequence[Any], request: Any

@@ -52,7 +52,8 @@ def _check_server(server: ServerSettings, where: str, c: _Collector) -> None:
             c.bad(where, f"server.{key}", "must be > 0", f"use e.g. {getattr(defaults, key)}")
     for key in ("shutdown_grace_s", "drain_delay_s", "workers", "worker_restart_backoff_s",
                 "max_concurrent_streams", "min_ping_interval_ms", "max_connection_idle_ms",
-                "max_connection_age_ms", "max_connection_age_grace_ms"):
+                "max_connection_age_ms", "max_connection_age_grace_ms",
+                "max_inflight_rpcs", "max_queued_rpcs"):
         if getattr(server, key) < 0:
             c.bad(where, f"server.{key}", "must be >= 0", f"use e.g. {getattr(defaults, key)}")
     _check_tls(server.tls, where, c)
@@ -123,6 +124,10 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
         stores[name] = StoreSettings(name=name, **values)
         if stores[name].timeout_ms <= 0:
             c.bad(where, f"stores.{name}.timeout_ms", "must be > 0", "use e.g. 100")
+        for key, example in (("max_in_flight", "64"), ("breaker_failures", "5"),
+                             ("breaker_cooldown_s", "1.0")):
+            if getattr(stores[name], key) < 0:
+                c.bad(where, f"stores.{name}.{key}", "must be >= 0", f"use e.g. {example}")
     authz = {
         name: AuthzClient(name=name, **values)
         for name, values in raw.named["authz.clients"].items()

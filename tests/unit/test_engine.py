@@ -4,6 +4,7 @@ single-flight, failures and deadlines. Failure injection wraps the real store (P
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fetcher.codec import MARKER, GroupCodec
+from fetcher.engine import FetchEngine, StoreHandle
 from fetcher.types import Status
 from kvstores import StoreError
 from tests.unit.fetch_support import (
@@ -204,6 +206,25 @@ async def test_l1_serves_the_second_request_and_negatives_the_missing(
         await h.close()
 
 
+async def test_l1_turned_off_in_settings_reads_the_store_every_time(tmp_path: Path) -> None:
+    h = FetchHarness(tmp_path, demo_snapshot())
+    h.tiers = dataclasses.replace(h.tiers, l1_enabled=False)
+    h.engine = FetchEngine(
+        {name: StoreHandle(name, store, 1.0) for name, store in h.stores.items()},
+        h.tiers,
+        h.metrics,
+    )
+    try:
+        await h.write("user_profile", [1], record(h.group("user_profile"), 1), now_ms())
+        for _ in range(3):
+            (vector,) = await h.fetch("group", "user_profile", [[1]])
+            assert vector.statuses[0] == PRESENT
+        assert h.calls() == 3
+        assert len(h.tiers.l1) == 0
+    finally:
+        await h.close()
+
+
 async def test_two_stores_are_read_in_parallel(two: FetchHarness) -> None:
     await put_user_and_merchant(two, 1, now_ms())
     two.set_timeout(5.0)
@@ -343,12 +364,13 @@ async def test_waiter_outlives_an_owner_whose_deadline_ran_out(h: FetchHarness) 
 
 
 @pytest.mark.parametrize(
-    "value",
-    [b"not avro at all", MARKER + b"\x01" * 8 + b"\x02", b""],
+    ("value", "cause"),
+    [(b"not avro at all", "bad_marker"), (MARKER + b"\x01" * 8 + b"\x02", "unknown_schema"),
+     (b"", "bad_marker")],
     ids=["bad-marker", "unknown-fingerprint", "empty"],
 )
 async def test_undecodable_value_is_error_for_that_entity_group_only(
-    h: FetchHarness, value: bytes
+    h: FetchHarness, value: bytes, cause: str
 ) -> None:
     await put_user_and_merchant(h, 1, now_ms())
     await put_user_and_merchant(h, 2, now_ms())
@@ -357,7 +379,7 @@ async def test_undecodable_value_is_error_for_that_entity_group_only(
     assert bad.statuses == [ERROR] * USER_FEATURES + [PRESENT] * MERCHANT_FEATURES
     assert good.statuses == [PRESENT] * 44
     assert (
-        sample(h, "fetcher_decode_errors_total", {"group": "user_profile", "cause": "DecodeError"})
+        sample(h, "fetcher_decode_errors_total", {"group": "user_profile", "cause": cause})
         == 1
     )
     # Not cached: the fixed row is served by the very next request.
