@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.driver_info import DriverInfo
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
@@ -245,8 +246,7 @@ class RedisStore(BaseRedisStore[Redis]):
             # No CLIENT SETINFO on connect: two fewer round trips before a new connection's
             # first read, which otherwise cannot finish inside a short read timeout on a
             # slow link.
-            lib_name=None,
-            lib_version=None,
+            driver_info=DriverInfo(name=None, lib_version=None),
         )
         return Redis.from_pool(pool)
 
