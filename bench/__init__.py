@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (bench/run.py) and micro-benchmarks of single parts."""
