@@ -122,8 +122,14 @@ main() {
     [[ " ${SERVICES[*]} " == *" $name "* ]] || die "unknown service '$name' (known: ${SERVICES[*]})"
   done
   case "$action" in
-    start | stop)
-      for name in "${names[@]}"; do "${name}_${action}"; done
+    start)
+      for name in "${names[@]}"; do "${name}_start"; done
+      ;;
+    stop)
+      # Stop every service even when one fails (each runs in a subshell, so its `die`
+      # does not end the loop); report failure at the end.
+      for name in "${names[@]}"; do ( "${name}_stop" ) || rc=1; done
+      return "$rc"
       ;;
     status)
       for name in "${names[@]}"; do "${name}_status" || rc=1; done
