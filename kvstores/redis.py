@@ -9,24 +9,27 @@ Layout (docs/storage-layout.md has the exact bytes):
   A score is a double: exact for |event_ms| <= 2**53 (year 287,396), checked on write.
 - TTL: the whole entity key expires ttl_s after its newest write (EXPIRE).
 
-"Latest at or before T" is ZRANGE key T -inf BYSCORE REV LIMIT 0 1, and a whole
-batch of lookups goes out as one pipeline: one round trip per call (per node on a
-cluster, see kvstores.redis_cluster).
+"Latest at or before T" is ZRANGE key T -inf BYSCORE REV LIMIT 0 1. RedisClusterStore
+sends a batch of them as one pipeline per node (kvstores.redis_cluster); RedisStore
+runs them inside a small Lua script, one EVALSHA per 500 lookups, all in one write:
+one round trip per call either way (docs/benchmarks.md, "Redis store fast path").
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import hashlib
 import struct
 from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from kvstores.base import Found, KVStore, Lookup, Row, StoreError
@@ -46,6 +49,31 @@ _WRITE_CHUNK = 1000
 # RedisClusterException (no slot map, slot not covered) is not a RedisError.
 _BACKEND_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
+# RedisStore's read: every lookup of a chunk in one command. KEYS[i] is an entity's
+# Redis key, ARGV[i] its time bound ("+inf": the latest version); the reply holds per
+# key its newest member at or before the bound, or nil (Lua false). No shebang, so it
+# runs on Redis 6.2 as well; a script that only reads needs no flags on a replica or
+# under maxmemory.
+_READ_SCRIPT = (
+    b"local found = {}\n"
+    b"for i = 1, #KEYS do\n"
+    b"  found[i] = redis.call('ZRANGE', KEYS[i], ARGV[i], '-inf', 'BYSCORE', 'REV',"
+    b" 'LIMIT', 0, 1)[1] or false\n"
+    b"end\n"
+    b"return found\n"
+)
+_READ_SHA = hashlib.sha1(_READ_SCRIPT, usedforsecurity=False).hexdigest().encode()
+# Lookups per EVALSHA: a script blocks Redis while it runs (a few µs per key), so
+# a large batch runs as several short scripts, all sent in one write.
+_SCRIPT_CHUNK = 500
+# The RESP bytes that never change: the command head and the "+inf" bound.
+_EVALSHA_HEAD = b"$7\r\nEVALSHA\r\n$40\r\n" + _READ_SHA + b"\r\n"
+_LATEST = b"$4\r\n+inf\r\n"
+_SCRIPT_LOAD = b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%d\r\n%s\r\n" % (
+    len(_READ_SCRIPT),
+    _READ_SCRIPT,
+)
+
 
 def _check_event_ms(row: Row) -> None:
     if type(row.event_ms) is not int or not -MAX_EXACT_EVENT_MS <= row.event_ms <= (
@@ -60,6 +88,18 @@ def _check_event_ms(row: Row) -> None:
 def _describe(exc: BaseException) -> str:
     # asyncio.timeout raises a bare TimeoutError; say what it means.
     return f"{type(exc).__name__}: {exc or 'no answer in time'}"
+
+
+async def _exchange(connection: AbstractConnection, request: bytes, replies: int) -> list[Any]:
+    """Write request, then read `replies` replies; an error reply is returned, not raised."""
+    await connection.send_packed_command(request)
+    answers: list[Any] = []
+    for _ in range(replies):
+        try:
+            answers.append(await connection.read_response())
+        except ResponseError as exc:  # a whole reply: the ones after it must still be read
+            answers.append(exc)
+    return answers
 
 
 class _Client(Protocol):
@@ -249,6 +289,81 @@ class RedisStore(BaseRedisStore[Redis]):
             driver_info=DriverInfo(name=None, lib_version=None),
         )
         return Redis.from_pool(pool)
+
+    async def multi_get(self, lookups: Sequence[Lookup]) -> list[Found | None]:
+        """Latest version at or before each lookup's time, or None; one round trip per call."""
+        self._check_open()
+        if not lookups:
+            return []
+        request, scripts = self._pack_reads(lookups)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                replies = await self._run_reads(request, scripts)
+        except _BACKEND_ERRORS as exc:
+            raise StoreError(f"{self._where()}: multi_get failed: {_describe(exc)}") from exc
+        results: list[Found | None] = []
+        for reply in replies:
+            for member in reply:
+                if member is None:
+                    results.append(None)
+                elif len(member) < _MEMBER_TS.size:
+                    dataset, key, _ = lookups[len(results)]
+                    raise StoreError(
+                        f"{self._where()}: malformed member in {self.redis_key(dataset, key)!r}: "
+                        f"{len(member)} bytes, expected 8-byte event time + value"
+                    )
+                else:
+                    results.append((member[_MEMBER_TS.size :], _MEMBER_TS.unpack_from(member)[0]))
+        if len(results) != len(lookups):
+            raise StoreError(
+                f"{self._where()}: multi_get got {len(results)} results for {len(lookups)} lookups"
+            )
+        return results
+
+    def _pack_reads(self, lookups: Sequence[Lookup]) -> tuple[bytes, int]:
+        """The RESP bytes of one EVALSHA per chunk of lookups, and the number of chunks."""
+        # Packed here rather than by redis-py: its pack_command encodes and joins
+        # argument by argument and was ~19% of the server's CPU at 200 ZRANGEs.
+        prefixes = self._prefixes
+        parts: list[bytes] = []
+        for start in range(0, len(lookups), _SCRIPT_CHUNK):
+            chunk = lookups[start : start + _SCRIPT_CHUNK]
+            count = b"%d" % len(chunk)
+            parts.append(
+                b"*%d\r\n%s$%d\r\n%s\r\n" % (2 * len(chunk) + 3, _EVALSHA_HEAD, len(count), count)
+            )
+            for dataset, key, _ in chunk:
+                prefix = prefixes.get(dataset) or self._key_prefix(dataset)
+                parts.append(b"$%d\r\n%s%s}\r\n" % (len(prefix) + len(key) + 1, prefix, key))
+            for _, _, at_ms in chunk:
+                if at_ms is None:
+                    parts.append(_LATEST)
+                else:
+                    bound = b"%d" % at_ms
+                    parts.append(b"$%d\r\n%s\r\n" % (len(bound), bound))
+        return b"".join(parts), -(-len(lookups) // _SCRIPT_CHUNK)
+
+    async def _run_reads(self, request: bytes, scripts: int) -> list[Any]:
+        """Send the packed EVALSHAs on a pooled connection; load the script when Redis lacks it."""
+        pool: Any = self._client.connection_pool  # get_connection is untyped
+        connection: AbstractConnection = await pool.get_connection()
+        try:
+            replies = await _exchange(connection, request, scripts)
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                # First call, Redis restarted or SCRIPT FLUSH: load and read again, in
+                # one write; the SHA is fixed, so this happens once per Redis start.
+                replies = await _exchange(connection, _SCRIPT_LOAD + request, scripts + 1)
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    raise reply
+            return replies[-scripts:]
+        except BaseException:
+            # Cut short (timeout, cancellation, I/O error) a connection may hold unread
+            # replies; dropping it keeps them from answering a later call.
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
 
     async def _execute(self, client: Redis, commands: Sequence[Command]) -> list[Any]:
         pipe: Any = client.pipeline(transaction=False)  # Pipeline.reset is untyped
