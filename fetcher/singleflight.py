@@ -5,7 +5,7 @@ future that the owner resolves (with the value) or fails (with the error). Each
 waiter gets its own future, so a waiter cancelled while awaiting cancels only
 itself, never the fetch the others wait on. The owner is the asyncio task that
 claimed the key; if it ends without resolving (cancelled because its client went
-away, or a bug), `owning()` / `release_all()` fail its waiters with
+away, or a bug), `owning()` / `abandon()` / `release_all()` fail its waiters with
 FetchAbandoned and the next caller becomes the owner.
 
 Usage by the fetch engine::
@@ -24,28 +24,25 @@ from contextlib import contextmanager
 
 from fetcher.cache_key import CacheKey
 
+# "No flight" for dict.pop: an owner may be None (claimed outside a task).
+_NONE: object = object()
+
 
 class FetchAbandoned(Exception):
     """The owner of an in-flight fetch ended without a result; the waiter may retry."""
 
 
-class _Flight:
-    """One in-flight fetch: the task that owns it and the futures waiting on it."""
-
-    __slots__ = ("owner", "waiters")
-
-    def __init__(self, owner: asyncio.Task[object] | None) -> None:
-        self.owner = owner
-        self.waiters: list[asyncio.Future[object]] = []
-
-
 class SingleFlight:
     """Coalesces concurrent fetches of the same CacheKey within one event loop."""
 
-    __slots__ = ("_flights", "coalesced")
+    # Owners and waiters live apart: most keys are never waited on, so a claim stores
+    # only the owner task (no per-key record, no future) and the waiter lists exist
+    # only for keys someone actually waits on.
+    __slots__ = ("_owners", "_waiters", "coalesced")
 
     def __init__(self) -> None:
-        self._flights: dict[CacheKey, _Flight] = {}
+        self._owners: dict[CacheKey, asyncio.Task[object] | None] = {}
+        self._waiters: dict[CacheKey, list[asyncio.Future[object]]] = {}
         # Lookups answered by another caller's fetch instead of a fetch of their own.
         self.coalesced = 0
 
@@ -57,44 +54,51 @@ class SingleFlight:
         A key repeated in `keys` is owned once; its repeats come back as waiters on
         the caller's own fetch, so await them only after resolving.
         """
-        flights = self._flights
+        owners = self._owners
         owner = asyncio.current_task()
-        owned: list[int] = []
         waiting: list[tuple[int, asyncio.Future[object]]] = []
+        if not owners and len(keys) == 1:
+            # The uncontended single lookup: nothing in flight, nothing to wait on.
+            owners[keys[0]] = owner
+            return [0], waiting
+        owned: list[int] = []
         loop: asyncio.AbstractEventLoop | None = None
         for index, key in enumerate(keys):
-            flight = flights.get(key)
-            if flight is None:
-                flights[key] = _Flight(owner)
+            if key not in owners:
+                owners[key] = owner
                 owned.append(index)
             else:
                 if loop is None:
                     loop = asyncio.get_running_loop()
                 future: asyncio.Future[object] = loop.create_future()
-                flight.waiters.append(future)
+                self._waiters.setdefault(key, []).append(future)
                 waiting.append((index, future))
         self.coalesced += len(waiting)
         return owned, waiting
 
     def resolve(self, key: CacheKey, value: object) -> None:
         """Hand `value` to every waiter of `key` and end its flight (no-op if none)."""
-        flight = self._flights.pop(key, None)
-        if flight is not None and flight.waiters:
-            _resolve_waiters(flight, value)
+        if self._owners.pop(key, _NONE) is not _NONE and self._waiters:
+            waiters = self._waiters.pop(key, None)
+            if waiters:
+                _resolve_waiters(waiters, value)
 
     def resolve_many(self, items: Iterable[tuple[CacheKey, object]]) -> None:
         """resolve() each (key, value), in one call for a batch."""
-        pop = self._flights.pop
+        pop = self._owners.pop
+        all_waiters = self._waiters
         for key, value in items:
-            flight = pop(key, None)
-            if flight is not None and flight.waiters:
-                _resolve_waiters(flight, value)
+            if pop(key, _NONE) is not _NONE and all_waiters:
+                waiters = all_waiters.pop(key, None)
+                if waiters:
+                    _resolve_waiters(waiters, value)
 
     def fail(self, key: CacheKey, exc: BaseException) -> None:
         """Raise `exc` in every waiter of `key` and end its flight (no-op if none)."""
-        flight = self._flights.pop(key, None)
-        if flight is not None:
-            _fail_waiters(flight, exc)
+        if self._owners.pop(key, _NONE) is not _NONE and self._waiters:
+            waiters = self._waiters.pop(key, None)
+            if waiters:
+                _fail_waiters(waiters, exc)
 
     def release_all(self, keys: Sequence[CacheKey], exc: BaseException | None = None) -> int:
         """Fail the flights of `keys` still owned by the current task; return how many.
@@ -102,15 +106,17 @@ class SingleFlight:
         Waiters get `exc`, or FetchAbandoned when None. Flights already resolved,
         or since claimed by another task, are left alone.
         """
-        flights = self._flights
+        owners = self._owners
+        if not owners:
+            return 0  # everything resolved (the normal end of a fetch)
         owner = asyncio.current_task()
         released = 0
         for key in keys:
-            flight = flights.get(key)
-            if flight is not None and flight.owner is owner:
-                del flights[key]
-                if flight.waiters:  # build no exception when nobody waits
-                    _fail_waiters(flight, exc if exc is not None else FetchAbandoned(key))
+            if key in owners and owners[key] is owner:
+                del owners[key]
+                waiters = self._waiters.pop(key, None)
+                if waiters:  # build no exception when nobody waits
+                    _fail_waiters(waiters, exc if exc is not None else FetchAbandoned(key))
                 released += 1
         return released
 
@@ -125,30 +131,37 @@ class SingleFlight:
         try:
             yield
         except BaseException as exc:
-            abandoned = FetchAbandoned(f"owner ended with {type(exc).__name__}: {exc}")
-            abandoned.__cause__ = exc
-            self.release_all(keys, abandoned)
+            self.abandon(keys, exc)
             raise
         else:
             self.release_all(keys)
 
+    def abandon(self, keys: Sequence[CacheKey], exc: BaseException) -> None:
+        """The owner of `keys` ended with `exc`: its unresolved keys' waiters get FetchAbandoned.
+
+        What owning() does on an exception, for callers that skip the context manager.
+        """
+        abandoned = FetchAbandoned(f"owner ended with {type(exc).__name__}: {exc}")
+        abandoned.__cause__ = exc
+        self.release_all(keys, abandoned)
+
     def in_flight(self, key: CacheKey) -> bool:
         """Tell whether a fetch of `key` is in flight."""
-        return key in self._flights
+        return key in self._owners
 
     def __len__(self) -> int:
         """Number of keys in flight."""
-        return len(self._flights)
+        return len(self._owners)
 
 
-def _resolve_waiters(flight: _Flight, value: object) -> None:
-    for future in flight.waiters:
+def _resolve_waiters(waiters: list[asyncio.Future[object]], value: object) -> None:
+    for future in waiters:
         if not future.done():  # a waiter cancelled meanwhile
             future.set_result(value)
 
 
-def _fail_waiters(flight: _Flight, exc: BaseException) -> None:
-    for future in flight.waiters:
+def _fail_waiters(waiters: list[asyncio.Future[object]], exc: BaseException) -> None:
+    for future in waiters:
         if not future.done():
             future.set_exception(exc)
             # Marks the exception retrieved: a waiter that went away without

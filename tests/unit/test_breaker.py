@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
-from fetcher.breaker import BreakerState, CircuitBreaker, StoreGuard
+from fetcher.breaker import BreakerState, CircuitBreaker, DeadlineTimer, StoreGuard
 from fetcher.engine import StoreHandle
 from fetcher.types import Status
 from kvstores import StoreError
@@ -191,3 +192,47 @@ async def test_cancelled_reads_give_their_slots_back(tmp_path: Path) -> None:
     (vector,) = await harness.fetch("group", "merchant_stats", [[3]])
     assert set(vector.statuses) == {int(Status.NOT_FOUND)}
     await harness.close()
+
+
+async def _read(timer: DeadlineTimer, seconds: float, timeout: float) -> str:
+    """A read under the shared timer, shaped like FetchEngine._read_store."""
+    loop = asyncio.get_running_loop()
+    expiry = timer.arm(loop, loop.time() + timeout)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        if expiry.close():
+            return "timeout"
+        raise
+    expiry.close()
+    return "done"
+
+
+async def test_deadline_timer_cancels_only_reads_past_their_deadline() -> None:
+    timer = DeadlineTimer()
+    results = await asyncio.gather(
+        _read(timer, 0.01, 0.5), _read(timer, 0.5, 0.05), _read(timer, 0.02, 0.3)
+    )
+    assert results == ["done", "timeout", "done"]
+
+
+async def test_deadline_timer_leaves_an_outside_cancel_a_cancel() -> None:
+    timer = DeadlineTimer()
+    task = asyncio.create_task(_read(timer, 5.0, 5.0))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_deadline_timer_closed_reads_never_fire_and_the_heap_is_compacted() -> None:
+    timer = DeadlineTimer()
+    # Many reads that end long before their (far) deadline, then one that times out.
+    for _ in range(5000):
+        assert await _read(timer, 0, 60.0) == "done"
+    assert len(timer._heap) <= 4096 + 1
+    assert await _read(timer, 1.0, 0.02) == "timeout"
+    # The closed far-deadline reads are still in the heap; firing them must cancel nothing.
+    task = asyncio.create_task(asyncio.sleep(0.05))
+    await task
+    assert not task.cancelled()
