@@ -194,10 +194,10 @@ async def test_cancelled_reads_give_their_slots_back(tmp_path: Path) -> None:
     await harness.close()
 
 
-async def _read(timer: DeadlineTimer, seconds: float, timeout: float) -> str:
+async def _read(timer: DeadlineTimer, seconds: float, limit_s: float) -> str:
     """A read under the shared timer, shaped like FetchEngine._read_store."""
     loop = asyncio.get_running_loop()
-    expiry = timer.arm(loop, loop.time() + timeout)
+    expiry = timer.arm(loop, loop.time() + limit_s)
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
