@@ -8,12 +8,12 @@ read time, because cached rows outlive the moment they were fetched.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fetcher.plan import TargetPlan
-from fetcher.rows import SLOT_COUNT, GroupRow
+from fetcher.rows import GroupRow
 from fetcher.types import Status
+from fetcher.v1 import feature_service_pb2 as pb
 
 # What a lookup resolves to: the decoded row, or the status of every feature of the group
 # (NOT_FOUND when there is no row, ERROR when the store or the decoder failed).
@@ -23,31 +23,58 @@ NOT_FOUND = int(Status.NOT_FOUND)
 ERROR = int(Status.ERROR)
 
 
-@dataclass(slots=True)
 class EntityVector:
-    """One entity's features in response order: statuses, values by slot, event times by join."""
+    """One entity's features in response order, as a serialized FeatureVector (`wire`).
 
-    statuses: list[int]
-    values: list[list[Any]]
-    event_ms: list[int]
+    The serving path hands `wire` to protobuf as is; `statuses`, `values` (one list per
+    slot, lists as lists) and `event_ms` read it back for tests and tools.
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire
+
+    def message(self) -> pb.FeatureVector:
+        """The vector as a FeatureVector message (parsed in C)."""
+        return pb.FeatureVector.FromString(self.wire)
+
+    @property
+    def statuses(self) -> list[int]:
+        """One status per feature."""
+        return list(self.message().statuses)
+
+    @property
+    def values(self) -> list[list[Any]]:
+        """Values by slot (fetcher.rows.SLOT_*), each slot in feature order."""
+        msg = self.message()
+        lists = [
+            list(v.double_values or v.int64_values or v.string_values or v.bool_values)
+            for v in msg.list_values
+        ]
+        return [
+            list(msg.double_values),
+            list(msg.int64_values),
+            list(msg.string_values),
+            list(msg.bool_values),
+            list(msg.bytes_values),
+            lists,
+        ]
+
+    @property
+    def event_ms(self) -> list[int]:
+        """Event time of each join's row (0 when the join had no row)."""
+        return list(self.message().event_timestamps_ms)
 
 
 def merge_vector(plan: TargetPlan, results: Sequence[LookupResult], read_ms: int) -> EntityVector:
     """Concatenate the joins' rows (`results[i]` for `plan.joins[i]`) into one vector."""
-    statuses: list[int] = []
-    values: list[list[Any]] = [[] for _ in range(SLOT_COUNT)]
-    event_ms: list[int] = []
+    parts: list[bytes] = []
     for join, result in zip(plan.joins, results, strict=True):
-        if type(result) is int:
-            row = join.shape.empty_row(result)
+        if isinstance(result, int):
+            parts.append(join.shape.empty_row(result).wire)
+        elif join.max_age_ms is not None and result.event_ms < read_ms - join.max_age_ms:
+            parts.append(join.shape.stale_row(result).wire)
         else:
-            assert isinstance(result, GroupRow)
-            row = result
-            if join.max_age_ms is not None and row.event_ms < read_ms - join.max_age_ms:
-                row = join.shape.stale_row(row)
-        statuses.extend(row.statuses)
-        for slot, slot_values in enumerate(row.values):
-            if slot_values:
-                values[slot].extend(slot_values)
-        event_ms.append(row.event_ms)
-    return EntityVector(statuses, values, event_ms)
+            parts.append(result.wire)
+    return EntityVector(b"".join(parts))

@@ -1,20 +1,26 @@
-"""Decoded rows split by value type: what L1 caches and what merge concatenates.
+"""Decoded rows, kept as FeatureVector wire bytes: what L1 caches and what merge concatenates.
 
-A `GroupRow` holds one group's features in the columnar layout of the response
-(one list per value type, in feature order), so merging a cached row into a
-vector is a handful of list extends, whatever the number of features.
+A `GroupRow` holds one group's features for one entity already serialized as a
+FeatureVector message (statuses, one packed array per value type, its event
+time). Protobuf appends the repeated fields of concatenated messages in order, so
+a vector of several joins is the concatenation of its rows' bytes: merging is one
+`bytes.join` and building the response one C-level parse, whatever the number of
+features. It is also the smallest form of a row: 20 doubles cost about 300 bytes
+in L1, against about 800 as a tuple of Python floats.
 """
 
 from __future__ import annotations
 
 import operator
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fetcher.types import Feature, FeatureType, Status
+from fetcher.v1 import feature_service_pb2 as pb
 
-# Value slots, in the order GroupRow.values holds them.
+# Value slots: the order of the typed value arrays in a vector (and of EntityVector.values).
 SLOT_DOUBLE = 0
 SLOT_INT64 = 1
 SLOT_STRING = 2
@@ -35,6 +41,23 @@ SLOT_OF_TYPE: dict[FeatureType, int] = {
     FeatureType.BOOL_LIST: SLOT_LIST,
 }
 
+# The FeatureVector field of each slot but doubles (which are packed by hand, below).
+_SLOT_FIELD = {
+    SLOT_INT64: "int64_values",
+    SLOT_STRING: "string_values",
+    SLOT_BOOL: "bool_values",
+    SLOT_BYTES: "bytes_values",
+    SLOT_LIST: "list_values",
+}
+
+# The ListValue field a list feature's items go in.
+LIST_FIELD: dict[FeatureType, str] = {
+    FeatureType.DOUBLE_LIST: "double_values",
+    FeatureType.INT64_LIST: "int64_values",
+    FeatureType.STRING_LIST: "string_values",
+    FeatureType.BOOL_LIST: "bool_values",
+}
+
 # The placeholder a slot holds when the feature is not PRESENT (the proto zero value).
 _ZERO: dict[int, Any] = {
     SLOT_DOUBLE: 0.0,
@@ -49,19 +72,44 @@ PRESENT = int(Status.PRESENT)
 NULL_VALUE = int(Status.NULL_VALUE)
 OUTSIDE_MAX_AGE = int(Status.OUTSIDE_MAX_AGE)
 
+# Wire tags (field number << 3 | wire type) of FeatureVector's hand-written fields.
+_TAG_STATUSES = b"\x0a"  # 1, length-delimited (packed enum)
+_TAG_DOUBLES = b"\x12"  # 2, length-delimited (packed double)
+_TAG_EVENT_MS = b"\x40"  # 8, varint: one unpacked element, which parsers must accept
+
+
+def varint(value: int) -> bytes:
+    """Protobuf varint of an int64 (negative values as their 64-bit two's complement)."""
+    if 1 << 35 <= value < 1 << 42:
+        # Every event time from 1971 to 2109 in ms: six bytes without a loop (miss path).
+        return bytes((
+            value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14 & 0x7F | 0x80,
+            value >> 21 & 0x7F | 0x80, value >> 28 & 0x7F | 0x80, value >> 35,
+        ))  # fmt: skip
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def event_field(event_ms: int) -> bytes:
+    """The event_timestamps_ms element of one row."""
+    return _TAG_EVENT_MS + varint(event_ms)
+
 
 @dataclass(frozen=True, slots=True)
 class GroupRow:
-    """One group's row for one entity: statuses and values by slot, in feature order.
+    """One group's row for one entity: `wire` is a serialized FeatureVector of its features.
 
-    `values[SLOT_LIST]` holds the list features' values as decoded (lists, shared by
-    every request an L1 hit serves: never mutate them); every other slot holds scalars.
-    `event_ms` is the row's event time; 0 for rows that do not exist.
+    `event_ms` is the row's event time (also inside `wire`); 0 for rows that do not exist.
     """
 
     event_ms: int
-    statuses: tuple[int, ...]
-    values: tuple[tuple[Any, ...], ...]
+    wire: bytes
 
 
 def _tuple_getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
@@ -77,7 +125,19 @@ def _tuple_getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple
 class RowShape:
     """Built once per group: turns a decoded Avro record into a GroupRow."""
 
-    __slots__ = ("_fields", "_getters", "_null_rows", "_positions", "_present", "features")
+    __slots__ = (
+        "_doubles",
+        "_fields",
+        "_getters",
+        "_list_fields",
+        "_null_rows",
+        "_other_slots",
+        "_positions",
+        "_present",
+        "_status_head",
+        "_zero_body",
+        "features",
+    )
 
     def __init__(self, features: Sequence[Feature]) -> None:
         self.features = tuple(features)
@@ -93,23 +153,65 @@ class RowShape:
         # instead of a list comprehension per slot (3x faster on a 22-feature row).
         self._getters = tuple(_tuple_getter(names) for names in self._fields)
         self._positions = tuple(tuple(p) for p in positions)
-        self._present = (PRESENT,) * len(self.features)
+        self._list_fields = tuple(LIST_FIELD[f.type] for f in self.features if f.type in LIST_FIELD)
+        count = len(self.features)
+        self._status_head = _TAG_STATUSES + varint(count) if count else b""
+        self._present = bytes([PRESENT] * count)
+        doubles = len(self._fields[SLOT_DOUBLE])
+        # Packed doubles are the little-endian IEEE bytes: struct writes them in one call.
+        pack = struct.Struct(f"<{doubles}d").pack
+        head = _TAG_DOUBLES + varint(8 * doubles)
+        self._doubles: Callable[[tuple[Any, ...]], bytes] | None = (
+            (lambda values: head + pack(*values)) if doubles else None
+        )
+        # Slots other than doubles that this group has: serialized by protobuf itself.
+        self._other_slots = tuple(
+            (slot, _SLOT_FIELD[slot])
+            for slot in range(SLOT_INT64, SLOT_COUNT)
+            if self._fields[slot]
+        )
+        self._zero_body = self._body(
+            tuple(tuple(_ZERO[slot] for _ in names) for slot, names in enumerate(self._fields))
+        )
         self._null_rows: dict[int, GroupRow] = {}
 
+    def _body(self, values: tuple[tuple[Any, ...], ...]) -> bytes:
+        """Wire bytes of the values of every slot (no statuses, no event time)."""
+        body = self._doubles(values[SLOT_DOUBLE]) if self._doubles is not None else b""
+        if not self._other_slots:
+            return body
+        fields: dict[str, Any] = {}
+        for slot, name in self._other_slots:
+            if slot == SLOT_LIST:
+                fields[name] = [
+                    pb.ListValue(**{field: items})
+                    for field, items in zip(self._list_fields, values[SLOT_LIST], strict=True)
+                ]
+            else:
+                fields[name] = values[slot]
+        return body + pb.FeatureVector(**fields).SerializeToString()
+
     def to_row(self, record: Mapping[str, Any], event_ms: int) -> GroupRow:
-        """Split a decoded record into slots; a null feature gets NULL_VALUE and a zero."""
+        """Encode a decoded record; a null feature gets NULL_VALUE and a zero value.
+
+        Raises (struct.error, TypeError, ValueError) when a value does not fit its
+        feature's type: the caller treats that like a row that does not decode.
+        """
         values = tuple([get(record) for get in self._getters])
-        statuses: tuple[int, ...] = self._present
+        statuses = self._present
         for slot, slot_values in enumerate(values):
             if None in slot_values:
                 values, statuses = self._fix_nulls(values, statuses, slot)
-        return GroupRow(event_ms, statuses, values)
+        wire = b"".join(
+            (self._status_head, statuses, self._body(values), _TAG_EVENT_MS, varint(event_ms))
+        )
+        return GroupRow(event_ms, wire)
 
     def _fix_nulls(
-        self, values: tuple[tuple[Any, ...], ...], statuses: tuple[int, ...], slot: int
-    ) -> tuple[tuple[tuple[Any, ...], ...], tuple[int, ...]]:
+        self, values: tuple[tuple[Any, ...], ...], statuses: bytes, slot: int
+    ) -> tuple[tuple[tuple[Any, ...], ...], bytes]:
         zero = _ZERO[slot]
-        new_statuses = list(statuses)
+        new_statuses = bytearray(statuses)
         fixed = list(values[slot])
         for i, value in enumerate(fixed):
             if value is None:
@@ -117,7 +219,10 @@ class RowShape:
                 new_statuses[self._positions[slot][i]] = NULL_VALUE
         new_values = list(values)
         new_values[slot] = tuple(fixed)
-        return tuple(new_values), tuple(new_statuses)
+        return tuple(new_values), bytes(new_statuses)
+
+    def _status_bytes(self, status: int) -> bytes:
+        return self._status_head + bytes([status] * len(self.features))
 
     def empty_row(self, status: int) -> GroupRow:
         """The row for an entity without a usable row: every feature `status`, zero values.
@@ -126,14 +231,12 @@ class RowShape:
         """
         row = self._null_rows.get(status)
         if row is None:
-            values = tuple(
-                tuple(_ZERO[slot] for _ in names) for slot, names in enumerate(self._fields)
-            )
-            row = GroupRow(0, (int(status),) * len(self.features), values)
-            self._null_rows[int(status)] = row
+            wire = self._status_bytes(int(status)) + self._zero_body + event_field(0)
+            row = self._null_rows[int(status)] = GroupRow(0, wire)
         return row
 
     def stale_row(self, row: GroupRow) -> GroupRow:
         """`row` past the group's max age: OUTSIDE_MAX_AGE, zero values, event time kept."""
-        empty = self.empty_row(OUTSIDE_MAX_AGE)
-        return GroupRow(row.event_ms, empty.statuses, empty.values)
+        empty = self.empty_row(OUTSIDE_MAX_AGE).wire
+        # The empty row ends with event time 0 (2 bytes): swap in the row's own.
+        return GroupRow(row.event_ms, empty[:-2] + event_field(row.event_ms))

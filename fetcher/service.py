@@ -237,9 +237,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             await context.abort(exc.code, exc.message)
             raise
         vectors = await self._engine.fetch(plan, entities, ats, self._deadline(context))
-        response = pb.GetBatchFeaturesResponse(
-            metadata=view.metadata, vectors=[view.vector(v) for v in vectors]
-        )
+        response = view.batch_response(vectors)
         self._count_served(plan.name, len(vectors))
         self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
         return response

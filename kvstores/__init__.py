@@ -1,12 +1,33 @@
-"""Key-value store backends behind one small async contract (see kvstores.base)."""
+"""Key-value store backends behind one small async contract (see kvstores.base).
+
+The backends are imported on first use (module __getattr__): a server that only
+talks to Redis never loads cassandra-driver, aioboto3/botocore or lmdb, which
+together cost tens of MB of RSS per worker and most of the import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from kvstores.base import Found, KVStore, Lookup, Row, StoreError
-from kvstores.cassandra import CassandraStore
-from kvstores.dynamodb import DynamoDBStore
-from kvstores.embedded import EmbeddedStore
 from kvstores.factory import open_store
-from kvstores.redis import RedisStore
-from kvstores.redis_cluster import RedisClusterStore
+
+if TYPE_CHECKING:
+    from kvstores.cassandra import CassandraStore
+    from kvstores.dynamodb import DynamoDBStore
+    from kvstores.embedded import EmbeddedStore
+    from kvstores.redis import RedisStore
+    from kvstores.redis_cluster import RedisClusterStore
+
+# Public name -> the module that defines it, imported when the name is first read.
+_LAZY = {
+    "CassandraStore": "kvstores.cassandra",
+    "DynamoDBStore": "kvstores.dynamodb",
+    "EmbeddedStore": "kvstores.embedded",
+    "RedisClusterStore": "kvstores.redis_cluster",
+    "RedisStore": "kvstores.redis",
+}
 
 __all__ = [
     "CassandraStore",
@@ -21,3 +42,18 @@ __all__ = [
     "StoreError",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a backend class on first access (`from kvstores import RedisStore`)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kvstores' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later reads skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    """Every public name, the lazy backends included."""
+    return sorted(set(globals()) | set(__all__))

@@ -18,15 +18,16 @@ Backend options go in the query string, e.g. ``?max_connections=64&max_versions=
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from kvstores.base import KVStore
-from kvstores.cassandra import CassandraStore
-from kvstores.dynamodb import DynamoDBStore
-from kvstores.embedded import EmbeddedStore
-from kvstores.redis import RedisStore
-from kvstores.redis_cluster import RedisClusterStore
+
+# Each backend (and its driver) is imported by the branch that opens it: a server
+# that only uses Redis never pays cassandra-driver's, botocore's or lmdb's memory.
+if TYPE_CHECKING:
+    from kvstores.dynamodb import DynamoDBStore
+    from kvstores.redis_cluster import RedisClusterStore
 
 __all__ = ["open_store"]
 
@@ -147,6 +148,8 @@ def _open_cluster(url: str, scheme: str, rest: str, timeout_s: float) -> RedisCl
         raise ValueError(f"store URL {url!r}: no nodes; e.g. redis+cluster://127.0.0.1:7001")
     username, _, password = userinfo.partition(":")
     kwargs = _options(url, query, _REDIS_OPTIONS)
+    from kvstores.redis_cluster import RedisClusterStore
+
     kwargs.setdefault("timeout_s", timeout_s)
     return RedisClusterStore(
         _cluster_nodes(url, nodes),
@@ -165,6 +168,8 @@ def _open_dynamodb(url: str, timeout_s: float) -> DynamoDBStore:
     kwargs = _options(url, parts.query, _DYNAMODB_OPTIONS)
     kwargs.setdefault("timeout_s", timeout_s)
     prefix = parts.path.removeprefix("/") or "fetcher_"
+    from kvstores.dynamodb import DynamoDBStore
+
     try:
         return DynamoDBStore(prefix, region=parts.netloc, **kwargs)
     except ValueError as exc:
@@ -190,8 +195,13 @@ def open_store(url: str, *, timeout_s: float = 0.1) -> KVStore:
         path, _, query = rest.partition("?")
         if not path:
             raise ValueError(f"store URL {url!r}: no path; e.g. embedded://data/demo.lmdb")
-        return EmbeddedStore(path, **_options(url, query, _EMBEDDED_OPTIONS))
+        options = _options(url, query, _EMBEDDED_OPTIONS)
+        from kvstores.embedded import EmbeddedStore
+
+        return EmbeddedStore(path, **options)
     if scheme == "cassandra":
+        from kvstores.cassandra import CassandraStore
+
         return CassandraStore.from_url(url, timeout_s=timeout_s)
     if scheme == "dynamodb":
         return _open_dynamodb(url, timeout_s)
@@ -202,4 +212,6 @@ def open_store(url: str, *, timeout_s: float = 0.1) -> KVStore:
     kwargs.setdefault("timeout_s", timeout_s)
     # The store gets the URL without our options; redis-py would reject them.
     bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    from kvstores.redis import RedisStore
+
     return RedisStore(bare, **kwargs)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import pytest
 
-from fetcher.merge import merge_vector
+from fetcher.merge import EntityVector, merge_vector
 from fetcher.plan import PlanError, build_plans
 from fetcher.rows import SLOT_BOOL, SLOT_DOUBLE, SLOT_INT64, SLOT_LIST, SLOT_STRING, RowShape
 from fetcher.types import (
@@ -19,6 +20,7 @@ from fetcher.types import (
     KeyType,
     Status,
 )
+from fetcher.v1 import feature_service_pb2 as pb
 
 
 class _Codec:
@@ -77,13 +79,25 @@ def test_row_shape_splits_by_type_and_marks_nulls() -> None:
         {"age": 31, "score": None, "country": "FR", "tags": ["a"], "active": True, "spend": 2.5},
         1000,
     )
-    assert row.values[SLOT_INT64] == (31,)
-    assert row.values[SLOT_DOUBLE] == (0.0, 2.5)  # null score -> zero placeholder
-    assert row.values[SLOT_STRING] == ("FR",)
-    assert row.values[SLOT_LIST] == (["a"],)
-    assert row.values[SLOT_BOOL] == (True,)
-    assert row.statuses == (1, int(Status.NULL_VALUE), 1, 1, 1, 1)
+    # A row is its group's FeatureVector in wire form: read it back as the client would.
+    vector = EntityVector(row.wire)
+    assert vector.values[SLOT_INT64] == [31]
+    assert vector.values[SLOT_DOUBLE] == [0.0, 2.5]  # null score -> zero placeholder
+    assert vector.values[SLOT_STRING] == ["FR"]
+    assert vector.values[SLOT_LIST] == [["a"]]
+    assert vector.values[SLOT_BOOL] == [True]
+    assert vector.statuses == [1, int(Status.NULL_VALUE), 1, 1, 1, 1]
+    assert vector.event_ms == [1000]
     assert row.event_ms == 1000
+
+
+def test_row_shape_refuses_a_value_of_the_wrong_type() -> None:
+    shape = RowShape(USER.features)
+    record = {"age": 31, "score": "high", "country": "FR", "tags": [], "active": True, "spend": 2.5}
+    with pytest.raises(struct.error):
+        shape.to_row(record, 1000)
+    with pytest.raises(TypeError):
+        shape.to_row({**record, "score": 1.0, "age": "old"}, 1000)
 
 
 def test_service_plan_maps_keys_and_prefixes_names() -> None:
@@ -143,4 +157,26 @@ def test_merge_marks_rows_past_max_age() -> None:
     assert stale.event_ms == [1_000]  # but the row's event time is reported
     missing = merge_vector(plan, [int(Status.NOT_FOUND)], read_ms=5)
     assert missing.statuses == [int(Status.NOT_FOUND)] * 6
-    assert missing.values[SLOT_LIST] == [()]
+    assert missing.values[SLOT_LIST] == [[]]
+    assert missing.event_ms == [0]
+
+
+def test_merged_rows_parse_as_one_vector_with_negative_and_large_values() -> None:
+    plan = _plans({}).groups["user"]
+    record = {
+        "age": -(2**63),
+        "score": -1.5e300,
+        "country": "Ünïcode",
+        "tags": ["a", "b"],
+        "active": False,
+        "spend": 2.0**-1074,
+    }
+    row = plan.joins[0].shape.to_row(record, -5)
+    vector = merge_vector(plan, [row], read_ms=-5)
+    assert vector.event_ms == [-5]
+    message = pb.FeatureVector.FromString(vector.wire)
+    assert list(message.int64_values) == [-(2**63)]
+    assert list(message.double_values) == [-1.5e300, 2.0**-1074]
+    assert list(message.string_values) == ["Ünïcode"]
+    assert list(message.list_values[0].string_values) == ["a", "b"]
+    assert list(message.bool_values) == [False]
