@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,19 @@ def test_load_reports_the_line_of_a_bad_row(tmp_path: Path, e2e_data: E2EData) -
     assert result.returncode == 1, result.stdout + result.stderr
     assert "3 read, 2 written, 1 rejected" in result.stderr
     assert "  line 3: is_verified: " in result.stdout
+
+
+def test_get_into_a_pipe_closed_early_exits_quietly(server: RunningServer) -> None:
+    """`fetcher get ... | true`: the reader is gone before the first write; no traceback."""
+    from tests.e2e.conftest import FETCHER, REPO, fetcher_env
+
+    shell = (
+        f"{FETCHER} get --target {server.target} --service user_merchant "
+        "--key user_id=42 --key merchant_id=7 | true; exit ${PIPESTATUS[0]}"
+    )
+    result = subprocess.run(
+        ["bash", "-c", shell], cwd=REPO, env=fetcher_env(), capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
