@@ -313,3 +313,23 @@ def avro_to_features(schema: Any, source: str = "schema") -> tuple[Feature, ...]
     if problems:
         raise SchemaError(source, problems)
     return tuple(features)
+
+
+def decode_cause(value: bytes, exc: Exception) -> str:
+    """The decode_errors metric's cause label for a value that did not decode.
+
+    Read from the bytes where they tell (marker, header) and from the codec's message
+    otherwise; only called on failure, never on the hot path.
+    """
+    if not isinstance(exc, DecodeError):
+        return "record_shape"  # decoded, but the record does not fit the group's rows
+    if value[:2] != MARKER:
+        return "bad_marker"
+    if len(value) < HEADER_SIZE:
+        return "truncated_header"
+    text = str(exc)
+    if "unknown writer schema fingerprint" in text:
+        return "unknown_schema"
+    if "cannot be read" in text:
+        return "incompatible_schema"
+    return "corrupt_body"

@@ -14,72 +14,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from fetcher.breaker import DeadlineTimer, StoreGuard
-from fetcher.cache import CacheKey, FetchAbandoned, L1Cache, L2Cache, Negative, SingleFlight
-from fetcher.codec import HEADER_SIZE, MARKER, DecodeError
+from fetcher.cache import CacheKey, FetchAbandoned, L2Cache, Negative
+from fetcher.codec import decode_cause
+from fetcher.engine_types import CacheTiers, StoreHandle
 from fetcher.keys import KeyValue
 from fetcher.merge import ERROR, NOT_FOUND, EntityVector, LookupResult, merge_vector
 from fetcher.metrics import Metrics
 from fetcher.plan import JoinPlan, TargetPlan
 from fetcher.rows import GroupRow
-from kvstores import Found, KVStore, StoreError
+from kvstores import Found, StoreError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["CacheTiers", "FetchEngine", "StoreHandle", "decode_cause"]
 
 # How many times a request re-claims keys whose owner went away (cancelled, or out of
 # its own deadline) before giving them ERROR; each try is bounded by the deadline anyway.
 _ABANDONED_RETRIES = 2
-
-
-def decode_cause(value: bytes, exc: Exception) -> str:
-    """The decode_errors metric's cause label for a value that did not decode.
-
-    Read from the bytes where they tell (marker, header) and from the codec's message
-    otherwise; only called on failure, never on the hot path.
-    """
-    if not isinstance(exc, DecodeError):
-        return "record_shape"  # decoded, but the record does not fit the group's rows
-    if value[:2] != MARKER:
-        return "bad_marker"
-    if len(value) < HEADER_SIZE:
-        return "truncated_header"
-    text = str(exc)
-    if "unknown writer schema fingerprint" in text:
-        return "unknown_schema"
-    if "cannot be read" in text:
-        return "incompatible_schema"
-    return "corrupt_body"
-
-
-@dataclass(frozen=True, slots=True)
-class StoreHandle:
-    """A store as the engine uses it: the backend, its per-call timeout and its guards.
-
-    max_in_flight 0 = unbounded; breaker_failures 0 = no breaker.
-    """
-
-    name: str
-    store: KVStore
-    timeout_s: float
-    max_in_flight: int = 0
-    breaker_failures: int = 0
-    breaker_cooldown_s: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class CacheTiers:
-    """The cache tiers of one process; L2 is optional."""
-
-    l1: L1Cache
-    flights: SingleFlight
-    l2: L2Cache | None
-    default_l1_ttl_s: float
-    default_l2_ttl_s: float
-    negative_ttl_s: float
-    # False when settings turn L1 off (cache.l1_max_entries = 0), whatever the groups say.
-    l1_enabled: bool = True
 
 
 class FetchEngine:
