@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from fetcher.demo import write_demo_files
 from fetcher.demo_data import DemoRow, generate_demo_rows
 from tests.e2e.extras import EXTRA_FILES, extra_rows
 from tests.e2e.truth import Truth
+from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config" / "demo"
@@ -65,14 +65,6 @@ def run_fetcher(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProc
         timeout=timeout_s,
         check=False,
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_settings(

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Collection, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,8 +30,9 @@ from fetcher.catalog import load_catalog
 from fetcher.client import FeatureValue, KeyInput
 from fetcher.demo_data import DemoRow
 from fetcher.types import Status
-from tests.e2e.conftest import E2EData, free_port
+from tests.e2e.conftest import E2EData
 from tests.e2e.truth import RowState, Truth
+from tests.servers import dynamodb_answers, free_port
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "multi_backend"
 SERVICE = "mb_checkout"
@@ -174,25 +174,6 @@ def port_open(host: str, port: int) -> bool:
         with socket.create_connection((host, port), 2.0):
             return True
     except OSError:
-        return False
-
-
-def dynamodb_answers(url: str) -> bool:
-    """True when a DynamoDB ListTables call to `url` succeeds."""
-    request = urllib.request.Request(
-        url + "/", data=b"{}", method="POST",
-        headers={
-            "X-Amz-Target": "DynamoDB_20120810.ListTables",
-            "Content-Type": "application/x-amz-json-1.0",
-            # moto routes by the credential scope; it does not check the signature.
-            "Authorization": "AWS4-HMAC-SHA256 Credential=x/20240101/us-east-1/dynamodb/"
-            "aws4_request, SignedHeaders=host, Signature=0",
-        },
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=2) as reply:
-            return "TableNames" in json.load(reply)
-    except (OSError, ValueError):
         return False
 
 

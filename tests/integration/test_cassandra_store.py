@@ -21,18 +21,13 @@ from cassandra.policies import DCAwareRoundRobinPolicy
 
 from kvstores import CassandraStore, Row, StoreError, open_store
 from tests.integration.store_contract import StoreContract
+from tests.servers import free_port
 
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("FETCHER_TEST_CASSANDRA_PORT", "9142"))
 START = "scripts/services.sh start cassandra"
 # Generous: the CI machine has 2 shared cores; speed is measured in bench/, not here.
 SLOW_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _cluster() -> Cluster:
@@ -201,7 +196,7 @@ class CassandraProxy:
     """Forwards a free local port to the test Cassandra; can stop, start and freeze."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
@@ -271,7 +266,7 @@ async def _until_answers(store: CassandraStore, within_s: float = 30.0) -> None:
 
 
 async def test_nothing_listening_is_a_store_error_and_construction_is_lazy(keyspace: str) -> None:
-    store = CassandraStore(HOST, _free_port(), keyspace, timeout_s=2.0)  # nothing listens
+    store = CassandraStore(HOST, free_port(), keyspace, timeout_s=2.0)  # nothing listens
     calls: list[Callable[[], Awaitable[object]]] = [
         store.ping,
         lambda: store.multi_get([("d", b"k", None)]),

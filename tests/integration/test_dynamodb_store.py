@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 
 from kvstores import DynamoDBStore, Row, StoreError, open_store
 from tests.integration.store_contract import StoreContract
+from tests.servers import dynamodb_answers
 
 DYNAMODB_URL = os.environ.get("FETCHER_TEST_DYNAMODB_URL", "http://127.0.0.1:8100")
 # Ports for the servers these tests stop and restart; 8100 is the shared one.
@@ -34,29 +34,10 @@ SPARE_PORTS = range(8102, 8106)
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 
 
-def _answers(url: str) -> bool:
-    """True when a DynamoDB ListTables call to `url` succeeds."""
-    request = urllib.request.Request(
-        url + "/", data=b"{}", method="POST",
-        headers={
-            "X-Amz-Target": "DynamoDB_20120810.ListTables",
-            "Content-Type": "application/x-amz-json-1.0",
-            # moto routes by the credential scope; it does not check the signature.
-            "Authorization": "AWS4-HMAC-SHA256 Credential=x/20240101/us-east-1/dynamodb/"
-            "aws4_request, SignedHeaders=host, Signature=0",
-        },
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=2) as reply:
-            return "TableNames" in json.load(reply)
-    except (OSError, ValueError):
-        return False
-
-
 @pytest.fixture(scope="session")
 def dynamodb_url() -> str:
     """Endpoint of the shared test server; fails (never skips) when it is down."""
-    if not _answers(DYNAMODB_URL):
+    if not dynamodb_answers(DYNAMODB_URL):
         pytest.fail(
             f"DynamoDB-compatible server not reachable at {DYNAMODB_URL}: "
             "run `scripts/services.sh start dynamodb`"
@@ -310,7 +291,7 @@ class MotoServer:
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 30
-        while not _answers(self.url):
+        while not dynamodb_answers(self.url):
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.stop()
                 pytest.fail(f"moto_server did not start on {self.port}:\n{self.log.read_text()}")

@@ -18,13 +18,14 @@ from redis.asyncio.connection import Connection
 
 from kvstores import Lookup, RedisStore, Row, StoreError
 from kvstores.redis import _READ_SHA, BaseRedisStore
-from tests.integration.test_store_contract import RedisServer, _free_port
+from tests.integration.test_store_contract import RedisServer
+from tests.servers import free_port
 
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own: SCRIPT FLUSH must not touch the shared one."""
-    server = RedisServer(_free_port())
+    server = RedisServer(free_port())
     server.start()
     yield server
     server.stop()

@@ -26,6 +26,7 @@ from redis.asyncio.connection import Connection
 
 from kvstores import EmbeddedStore, RedisStore, Row, StoreError
 from tests.integration.store_contract import StoreContract
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,12 +52,6 @@ class TestRedisStoreContract(StoreContract):
 
 
 # -- Redis: a dedicated server we can stop, freeze and restart ------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:
@@ -104,7 +99,7 @@ class RedisServer:
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(_free_port())
+    server = RedisServer(free_port())
     server.start()
     yield server
     server.stop()
@@ -120,7 +115,7 @@ async def _raises_store_error_fast(store: RedisStore) -> StoreError:
 
 
 async def test_redis_construction_is_lazy_and_ping_reports() -> None:
-    store = RedisStore(f"redis://127.0.0.1:{_free_port()}/0", timeout_s=0.2)  # nothing listens
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)  # nothing listens
     with pytest.raises(StoreError, match="ping failed"):
         await store.ping()
     await _raises_store_error_fast(store)
