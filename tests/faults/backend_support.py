@@ -34,13 +34,13 @@ from tests.e2e.multi_backend_support import (
     MOTO_SERVER,
     SERVICE,
     USER,
-    dynamodb_answers,
 )
 from tests.e2e.truth import Truth
 from tests.faults.harness import Answer, Caller, FaultServer
 from tests.faults.toxiproxy import port_free
 from tests.faults.traffic import Outcome
 from tests.faults.truth import ResponseChecker, Tally
+from tests.servers import dynamodb_answers
 
 TOXIPROXY_PORT = 18475
 PROXY_PORTS = {"cassandra": 21100, "dynamodb": 21101}

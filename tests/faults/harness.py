@@ -32,8 +32,9 @@ from fetcher.load_rows import RowPreparer
 from fetcher.v1 import feature_service_pb2 as pb
 from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
 from kvstores import EmbeddedStore, KVStore, RedisStore
-from tests.e2e.conftest import CONFIG_DIR, RunningServer, free_port, serving
+from tests.e2e.conftest import CONFIG_DIR, RunningServer, serving
 from tests.e2e.truth import Truth
+from tests.servers import free_port
 
 REDIS_GROUP = "user_profile"
 LOCAL_GROUPS = ("merchant_stats", "place_visits")
