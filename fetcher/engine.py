@@ -356,7 +356,7 @@ class FetchEngine:
                 breaker_failures=handle.breaker_failures,
                 breaker_cooldown_s=handle.breaker_cooldown_s,
             )
-            # Metrics.store_ok's children, looked up once: labels() locks and hashes per call.
+            # The store's requests and latency children, looked up once (labels() hashes).
             guard.store_metrics = (
                 self._metrics.store_requests.labels(name),
                 self._metrics.store_latency.labels(name),

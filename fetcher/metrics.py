@@ -129,14 +129,6 @@ class Metrics:
         """Export the caches' own counters, read at each scrape."""
         self.registry.register(CacheCollector(l1, l2))
 
-    def l1_lookups(self, total: int, hits: int) -> None:
-        """Kept for the engine's call; L1 hits and misses are read from L1Cache.stats()."""
-
-    def store_ok(self, store: str, seconds: float) -> None:
-        """Count a successful multi_get."""
-        self.store_requests.labels(store).inc()
-        self.store_latency.labels(store).observe(seconds)
-
     def store_failed(self, store: str, timed_out: bool, seconds: float) -> None:
         """Count a failed multi_get."""
         self.store_requests.labels(store).inc()

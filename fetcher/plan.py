@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fetcher.catalog_validate import join_request_keys
 from fetcher.keys import KeyValue, key_encoder
 from fetcher.rows import RowShape
 from fetcher.types import (
@@ -21,6 +22,7 @@ from fetcher.types import (
     FeatureGroup,
     FeatureService,
     FeatureType,
+    Join,
     KeyColumn,
 )
 
@@ -119,17 +121,13 @@ class PlanError(ValueError):
 
 def _join_plan(
     group: FeatureGroup,
+    join: Join,
     request_keys: list[KeyColumn],
-    mapping: Mapping[str, str],
-    prefix: str,
     shapes: dict[str, RowShape],
     codec: Decoder,
 ) -> JoinPlan:
-    # key_mapping is request key -> group key column; invert it to find each column's source.
-    source_of = {column: request for request, column in mapping.items()}
     positions = []
-    for column in group.keys:
-        request_name = source_of.get(column.name, column.name)
+    for request_name, column in join_request_keys(group, join):
         for i, known in enumerate(request_keys):
             if known.name == request_name:
                 if known.type is not column.type:
@@ -155,7 +153,7 @@ def _join_plan(
         shape=shape,
         max_age_ms=None if group.max_age_s is None else group.max_age_s * 1000,
         cache=group.cache,
-        prefix=prefix,
+        prefix=join.prefix,
         cache_ns=f"{group.name}@{codec.fingerprint.hex()}",
         l2_ns=f"{group.store}/{group.dataset}",
         decode=codec.decode,
@@ -215,7 +213,7 @@ def build_plans(
     group_plans: dict[str, TargetPlan] = {}
     for name, group in groups.items():
         keys: list[KeyColumn] = []
-        join = _join_plan(group, keys, {}, "", shapes, codecs[name])
+        join = _join_plan(group, Join(name), keys, shapes, codecs[name])
         group_plans[name] = _target(
             "feature_group", name, group.online, [join], keys, group.description
         )
@@ -223,9 +221,7 @@ def build_plans(
     for name, service in services.items():
         keys = []
         joins = [
-            _join_plan(
-                groups[j.group], keys, dict(j.key_mapping), j.prefix, shapes, codecs[j.group]
-            )
+            _join_plan(groups[j.group], j, keys, shapes, codecs[j.group])
             for j in service.joins
         ]
         service_plans[name] = _target(

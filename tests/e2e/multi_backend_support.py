@@ -371,3 +371,14 @@ def host_port(url: str) -> tuple[str, int]:
 
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def require_cassandra() -> None:
+    """Fail (never skip) with the start command when the test Cassandra is not up."""
+    import pytest
+
+    if not port_open(CASSANDRA_HOST, CASSANDRA_PORT):
+        pytest.fail(
+            f"Cassandra not reachable at {CASSANDRA_HOST}:{CASSANDRA_PORT}: "
+            "run `scripts/services.sh start cassandra`"
+        )

@@ -52,9 +52,9 @@ from tests.e2e.multi_backend_support import (
     dynamodb_answers,
     entity,
     host_port,
-    port_open,
     private_moto,
     proxy_host,
+    require_cassandra,
     write_data,
 )
 from tests.e2e.truth import RowState, Truth
@@ -154,9 +154,7 @@ class Backends:
 @pytest.fixture(scope="module")
 def backends(redis_url: str) -> Iterator[Backends]:
     """Check the three servers answer; afterwards drop what this module wrote into them."""
-    if not port_open(CASSANDRA_HOST, CASSANDRA_PORT):
-        pytest.fail(f"Cassandra not reachable at {CASSANDRA_HOST}:{CASSANDRA_PORT}: "
-                    "run `scripts/services.sh start cassandra`")  # fmt: skip
+    require_cassandra()
     if not dynamodb_answers(DYNAMODB_URL):
         pytest.fail(f"DynamoDB-compatible server not reachable at {DYNAMODB_URL}: "
                     "run `scripts/services.sh start dynamodb`")  # fmt: skip

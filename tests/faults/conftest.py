@@ -12,7 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.harness import FaultServer, RedisServer, World, build_world, fault_server
+from tests.faults.harness import (
+    FaultServer,
+    RedisServer,
+    World,
+    build_world,
+    fault_server,
+    running_redis,
+)
 from tests.faults.toxiproxy import Proxy, ToxiproxyApi, ToxiproxyError, start_toxiproxy
 from tests.faults.truth import ResponseChecker
 
@@ -44,13 +51,7 @@ def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToxiproxyApi
 @pytest.fixture(scope="session")
 def fault_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server of our own on 6440 (others FLUSHDB the shared one)."""
-    server = RedisServer(REDIS_PORT, tmp_path_factory.mktemp("fault-redis"))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop(save=False)
+    yield from running_redis(REDIS_PORT, tmp_path_factory.mktemp("fault-redis"))
 
 
 @pytest.fixture(scope="session")

@@ -137,6 +137,19 @@ async def _load(catalog: Catalog, stores: Mapping[str, KVStore], now_ms: int
     return rows
 
 
+def running_redis(port: int, state_dir: Path) -> Iterator[RedisServer]:
+    """A redis-server of a test package's own for a session fixture; fails, never skips."""
+    import pytest
+
+    server = RedisServer(port, state_dir)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop(save=False)
+
+
 def build_world(workdir: Path, redis_url: str) -> World:
     """Write the config and load the demo rows straight into Redis and the LMDB file."""
     config_dir = fault_config_dir(workdir)

@@ -29,7 +29,7 @@ from tests.e2e.multi_backend_support import (
     CASSANDRA_HOST,
     CASSANDRA_PORT,
     drop_keyspace,
-    port_open,
+    require_cassandra,
     write_data,
 )
 from tests.e2e.truth import Truth
@@ -70,11 +70,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """toxiproxy (18475), moto (8120), a keyspace of this run, rows loaded, a server."""
-    if not port_open(CASSANDRA_HOST, CASSANDRA_PORT):
-        pytest.fail(
-            f"Cassandra not reachable at {CASSANDRA_HOST}:{CASSANDRA_PORT}: "
-            "run `scripts/services.sh start cassandra`"
-        )
+    require_cassandra()
     workdir = tmp_path_factory.mktemp("faults-cd")
     keyspace, prefix = f"faults_cd_{os.getpid()}", f"faults{os.getpid()}_"
     try:

@@ -33,7 +33,7 @@ from tests.e2e.multi_backend_support import (
     build_rows,
     drop_keyspace,
     entity,
-    port_open,
+    require_cassandra,
     write_data,
 )
 from tests.faults.backend_support import (
@@ -91,11 +91,7 @@ def _corruption_world(workdir: Path, config_dir: Path, data: E2EData) -> World:
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """moto (8123), a keyspace and table prefix of this run, rows loaded, a server."""
-    if not port_open(CASSANDRA_HOST, CASSANDRA_PORT):
-        pytest.fail(
-            f"Cassandra not reachable at {CASSANDRA_HOST}:{CASSANDRA_PORT}: "
-            "run `scripts/services.sh start cassandra`"
-        )
+    require_cassandra()
     workdir = tmp_path_factory.mktemp("faults-corrupt-cd")
     keyspace, prefix = f"faults_corrupt_{os.getpid()}", f"corrupt{os.getpid()}_"
     try:

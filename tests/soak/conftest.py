@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.faults.conftest import toxiproxy
-from tests.faults.harness import RedisServer, World, build_world
+from tests.faults.harness import RedisServer, World, build_world, running_redis
 
 __all__ = ["soak_redis", "soak_world", "toxiproxy"]
 
@@ -15,13 +15,7 @@ __all__ = ["soak_redis", "soak_world", "toxiproxy"]
 @pytest.fixture(scope="session")
 def soak_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server of the soak's own on 6441."""
-    server = RedisServer(6441, tmp_path_factory.mktemp("soak-redis"))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop(save=False)
+    yield from running_redis(6441, tmp_path_factory.mktemp("soak-redis"))
 
 
 @pytest.fixture(scope="session")
