@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from io import BytesIO
@@ -148,6 +149,68 @@ def _describe(schema: Any) -> str:
     return str(schema)
 
 
+@dataclass(frozen=True, slots=True)
+class DoubleLayout:
+    """The fixed byte layout of a row whose fields are all double or float, none of them null.
+
+    A record whose every field is `double`, `float` or one of them in a union with `null`
+    has, when no field is null, a body of fixed size: per field its union branch byte (for
+    a union) then 8 or 4 little-endian bytes. Such a row can be read with one struct call,
+    and a row of plain doubles not at all: its body already is the packed doubles of a
+    FeatureVector. Rows with a null, or written with another schema, do not match
+    `size`/`header` and take the general decoder.
+    """
+
+    header: bytes  # marker + the current schema's fingerprint
+    size: int  # whole value size, header included, when no field is null
+    names: tuple[str, ...]  # the fields, in order
+    raw: bool  # every field a plain double: the body is the values' packed doubles
+    body: struct.Struct  # "<" + per field: "B" (union branch byte, if a union) and "d"/"f"
+    branch_positions: tuple[int, ...]  # where the branch bytes are in body.unpack's tuple
+    branches: tuple[int, ...]  # the branch byte of the non-null type of each union
+    value_positions: tuple[int, ...]  # where the values are in body.unpack's tuple
+
+
+def double_layout(schema: Any, fingerprint: bytes) -> DoubleLayout | None:
+    """The DoubleLayout of a parsed record schema, or None if a field is anything else."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    names: list[str] = []
+    codes: list[str] = []
+    branch_positions: list[int] = []
+    branches: list[int] = []
+    value_positions: list[int] = []
+    for field in schema.get("fields", ()):
+        field_type = field["type"]
+        if isinstance(field_type, list):
+            if len(field_type) != 2 or "null" not in field_type:
+                return None
+            index = 1 if field_type[0] == "null" else 0
+            branch_positions.append(len(codes))
+            branches.append(index * 2)  # the union index as an Avro long: zig-zag, one byte
+            codes.append("B")
+            field_type = field_type[index]
+        kind = _primitive(field_type)
+        if kind not in ("double", "float"):
+            return None
+        value_positions.append(len(codes))
+        codes.append("d" if kind == "double" else "f")
+        names.append(field["name"])
+    if not names:
+        return None
+    body = struct.Struct("<" + "".join(codes))
+    return DoubleLayout(
+        header=MARKER + fingerprint,
+        size=HEADER_SIZE + body.size,
+        names=tuple(names),
+        raw=set(codes) == {"d"},
+        body=body,
+        branch_positions=tuple(branch_positions),
+        branches=tuple(branches),
+        value_positions=tuple(value_positions),
+    )
+
+
 class GroupCodec:
     """Encoder/decoder of one group's rows; decoding setup is cached per writer fingerprint."""
 
@@ -170,6 +233,10 @@ class GroupCodec:
         self._fields: tuple[tuple[str, Any, bool], ...] = tuple(
             (f["name"], f["type"], "default" in f) for f in expanded.get("fields", ())
         )
+
+    def double_layout(self) -> DoubleLayout | None:
+        """The fixed layout of rows written with the current schema, if it has one."""
+        return double_layout(self.schema, self.fingerprint)
 
     def check_writer(self, fp: bytes) -> list[str]:
         """Problems reading rows written with schema `fp` as this group's schema (empty: ok)."""

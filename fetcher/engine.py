@@ -335,7 +335,7 @@ class FetchEngine:
             # _decoded + _settle inlined for the common row (no L2 write): two calls
             # fewer per key; any failure takes the full path for its metrics and log.
             try:
-                row = join.shape.to_row(join.decode(hit[0]), hit[1])
+                row = join.to_row(hit[0], hit[1])
             except Exception:
                 results[key] = self._decoded(key, join, hit, l2_write=l2_writes)
                 continue
@@ -407,7 +407,7 @@ class FetchEngine:
     ) -> LookupResult:
         value, event_ms = hit
         try:
-            row: LookupResult = join.shape.to_row(join.decode(value), event_ms)
+            row: LookupResult = join.to_row(value, event_ms)
         except Exception as exc:
             # Corrupt bytes, an unknown fingerprint or a record that does not fit the shape:
             # this entity's group is ERROR; never cached, so a fixed row is served at once.

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fetcher.catalog_validate import join_request_keys
+from fetcher.codec import DoubleLayout
 from fetcher.keys import KeyValue, key_encoder
-from fetcher.rows import RowShape
+from fetcher.rows import RowReader, RowShape, row_reader
 from fetcher.types import (
     CachePolicy,
     Feature,
@@ -51,6 +52,9 @@ class JoinPlan:
     # any reader schema resolves, so L2 stays warm across a reload that changes schemas.
     l2_ns: str
     decode: Callable[[bytes], dict[str, Any]]
+    # Stored value, event time -> this group's row (`shape.to_row(decode(value), ms)`,
+    # with a fast path for groups of doubles: rows.row_reader).
+    to_row: RowReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,10 @@ class Decoder(Protocol):
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode one stored value into the group's current record."""
+        ...
+
+    def double_layout(self) -> DoubleLayout | None:
+        """The fixed layout of the group's rows when its fields are all doubles, or None."""
         ...
 
 
@@ -157,6 +165,7 @@ def _join_plan(
         cache_ns=f"{group.name}@{codec.fingerprint.hex()}",
         l2_ns=f"{group.store}/{group.dataset}",
         decode=codec.decode,
+        to_row=row_reader(shape, codec.decode, codec.double_layout()),
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fetcher.codec import HEADER_SIZE, DoubleLayout
 from fetcher.types import Feature, FeatureType, Status
 from fetcher.v1 import feature_service_pb2 as pb
 
@@ -221,6 +222,10 @@ class RowShape:
         new_values[slot] = tuple(fixed)
         return tuple(new_values), bytes(new_statuses)
 
+    def present_head(self) -> bytes:
+        """The start of a row whose features are all PRESENT: its statuses field."""
+        return self._status_head + self._present
+
     def _status_bytes(self, status: int) -> bytes:
         return self._status_head + bytes([status] * len(self.features))
 
@@ -240,3 +245,77 @@ class RowShape:
         empty = self.empty_row(OUTSIDE_MAX_AGE).wire
         # The empty row ends with event time 0 (2 bytes): swap in the row's own.
         return GroupRow(row.event_ms, empty[:-2] + event_field(row.event_ms))
+
+
+#: Decodes one stored value (its bytes, its event time) into the group's row.
+RowReader = Callable[[bytes, int], GroupRow]
+
+
+def _picker(positions: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """values -> the values at `positions`, as a tuple whatever their number."""
+    if not positions:
+        return lambda values: ()
+    if len(positions) == 1:
+        (position,) = positions
+        return lambda values: (values[position],)
+    return operator.itemgetter(*positions)
+
+
+def row_reader(
+    shape: RowShape,
+    decode: Callable[[bytes], Mapping[str, Any]],
+    layout: DoubleLayout | None,
+) -> RowReader:
+    """value, event_ms -> GroupRow: `shape.to_row(decode(value), event_ms)`, made faster
+    for groups of doubles.
+
+    With a DoubleLayout (every field double or float, nullable or not) whose fields are
+    the shape's features in order, a row written with the current schema and no null
+    field skips the Avro decoder: plain doubles are copied into the row as they are
+    (Avro and protobuf both write a double as its 8 little-endian bytes), other layouts
+    are read with one struct call. Anything else (a null, an older writer schema, bytes
+    of the wrong size or a bad union branch) takes the general path, which also raises
+    the errors: the result is the same either way, only faster.
+    """
+
+    def general(value: bytes, event_ms: int) -> GroupRow:
+        return shape.to_row(decode(value), event_ms)
+
+    if (
+        layout is None
+        or layout.names != tuple(f.name for f in shape.features)
+        or any(f.type is not FeatureType.DOUBLE for f in shape.features)
+    ):
+        return general
+    count = len(layout.names)
+    head = shape.present_head() + _TAG_DOUBLES + varint(8 * count)
+    header = layout.header
+    size = layout.size
+    if layout.raw:
+
+        def plain_doubles(value: bytes, event_ms: int) -> GroupRow:
+            if len(value) == size and value.startswith(header):
+                return GroupRow(
+                    event_ms,
+                    b"".join((head, value[HEADER_SIZE:], _TAG_EVENT_MS, varint(event_ms))),
+                )
+            return general(value, event_ms)
+
+        return plain_doubles
+    unpack = layout.body.unpack_from
+    pick_values = _picker(layout.value_positions)
+    pack = struct.Struct(f"<{count}d").pack
+    pick_branches = _picker(layout.branch_positions)
+    branches = layout.branches
+
+    def fixed_doubles(value: bytes, event_ms: int) -> GroupRow:
+        if len(value) == size and value.startswith(header):
+            values = unpack(value, HEADER_SIZE)
+            if pick_branches(values) == branches:
+                return GroupRow(
+                    event_ms,
+                    b"".join((head, pack(*pick_values(values)), _TAG_EVENT_MS, varint(event_ms))),
+                )
+        return general(value, event_ms)
+
+    return fixed_doubles

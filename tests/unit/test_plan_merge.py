@@ -29,6 +29,9 @@ class _Codec:
     def decode(self, data: bytes) -> dict[str, Any]:
         raise AssertionError("not used")
 
+    def double_layout(self) -> None:
+        return None
+
 
 def _group(
     name: str,
