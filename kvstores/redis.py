@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from kvstores.base import Found, KVStore, Lookup, Row, StoreError
+from kvstores.redis_pipeline import PipelinedConnection, is_noscript
 
 __all__ = ["MAX_EXACT_EVENT_MS", "BaseRedisStore", "Command", "RedisStore"]
 
@@ -66,6 +66,11 @@ _READ_SHA = hashlib.sha1(_READ_SCRIPT, usedforsecurity=False).hexdigest().encode
 # Lookups per EVALSHA: a script blocks Redis while it runs (a few µs per key), so
 # a large batch runs as several short scripts, all sent in one write.
 _SCRIPT_CHUNK = 500
+# A read connection whose oldest request has had no reply for this many store timeouts
+# (and at least _MIN_STALE_S) is dropped and opened again: late replies alone are not
+# a reason to reconnect (kvstores.redis_pipeline).
+_STALE_TIMEOUTS = 4
+_MIN_STALE_S = 1.0
 # The RESP bytes that never change: the command head and the "+inf" bound.
 _EVALSHA_HEAD = b"$7\r\nEVALSHA\r\n$40\r\n" + _READ_SHA + b"\r\n"
 _LATEST = b"$4\r\n+inf\r\n"
@@ -88,18 +93,6 @@ def _check_event_ms(row: Row) -> None:
 def _describe(exc: BaseException) -> str:
     # asyncio.timeout raises a bare TimeoutError; say what it means.
     return f"{type(exc).__name__}: {exc or 'no answer in time'}"
-
-
-async def _exchange(connection: AbstractConnection, request: bytes, replies: int) -> list[Any]:
-    """Write request, then read `replies` replies; an error reply is returned, not raised."""
-    await connection.send_packed_command(request)
-    answers: list[Any] = []
-    for _ in range(replies):
-        try:
-            answers.append(await connection.read_response())
-        except ResponseError as exc:  # a whole reply: the ones after it must still be read
-            answers.append(exc)
-    return answers
 
 
 class _Client(Protocol):
@@ -260,9 +253,22 @@ class BaseRedisStore(KVStore, Generic[ClientT]):
 
 
 class RedisStore(BaseRedisStore[Redis]):
-    """KVStore over Redis (standalone) with redis.asyncio; connects lazily."""
+    """KVStore over Redis (standalone); connects lazily.
+
+    Reads go through one pipelined connection (kvstores.redis_pipeline) shared by all
+    concurrent calls; writes and PING through redis.asyncio's pool.
+    """
 
     kind = "redis"
+
+    def __init__(self, url: str, **options: Any) -> None:
+        """See BaseRedisStore; `url` is redis://, rediss:// or unix:// as redis-py reads it."""
+        super().__init__(url, **options)
+        self._reads = PipelinedConnection(
+            url,
+            connect_timeout_s=self.timeout_s,
+            stale_after_s=max(_MIN_STALE_S, _STALE_TIMEOUTS * self.timeout_s),
+        )
 
     def _make_client(self, timeout_s: float) -> Redis:
         # No retries: a failed call raises at once and the caller decides (the
@@ -299,6 +305,11 @@ class RedisStore(BaseRedisStore[Redis]):
         try:
             async with asyncio.timeout(self.timeout_s):
                 replies = await self._run_reads(request, scripts)
+        except TimeoutError as exc:
+            # No answer within timeout_s: the connection is stuck (or Redis is): drop it
+            # so the next call reconnects instead of queueing behind this one.
+            self._reads.reset()
+            raise StoreError(f"{self._where()}: multi_get failed: {_describe(exc)}") from exc
         except _BACKEND_ERRORS as exc:
             raise StoreError(f"{self._where()}: multi_get failed: {_describe(exc)}") from exc
         results: list[Found | None] = []
@@ -344,26 +355,21 @@ class RedisStore(BaseRedisStore[Redis]):
         return b"".join(parts), -(-len(lookups) // _SCRIPT_CHUNK)
 
     async def _run_reads(self, request: bytes, scripts: int) -> list[Any]:
-        """Send the packed EVALSHAs on a pooled connection; load the script when Redis lacks it."""
-        pool: Any = self._client.connection_pool  # get_connection is untyped
-        connection: AbstractConnection = await pool.get_connection()
-        try:
-            replies = await _exchange(connection, request, scripts)
-            if any(isinstance(reply, NoScriptError) for reply in replies):
-                # First call, Redis restarted or SCRIPT FLUSH: load and read again, in
-                # one write; the SHA is fixed, so this happens once per Redis start.
-                replies = await _exchange(connection, _SCRIPT_LOAD + request, scripts + 1)
-            for reply in replies:
-                if isinstance(reply, ResponseError):
-                    raise reply
-            return replies[-scripts:]
-        except BaseException:
-            # Cut short (timeout, cancellation, I/O error) a connection may hold unread
-            # replies; dropping it keeps them from answering a later call.
-            await connection.disconnect(nowait=True)
-            raise
-        finally:
-            await pool.release(connection)
+        """Send the packed EVALSHAs on the pipelined connection; load the script when needed."""
+        replies = await self._reads.exchange(request, scripts)
+        if any(map(is_noscript, replies)):
+            # First call, Redis restarted or SCRIPT FLUSH: load and read again, in one
+            # write; the SHA is fixed, so this happens once per Redis start.
+            replies = (await self._reads.exchange(_SCRIPT_LOAD + request, scripts + 1))[1:]
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+    async def close(self) -> None:
+        """Close the read connection and both clients (idempotent)."""
+        self._reads.close()
+        await super().close()
 
     async def _execute(self, client: Redis, commands: Sequence[Command]) -> list[Any]:
         pipe: Any = client.pipeline(transaction=False)  # Pipeline.reset is untyped

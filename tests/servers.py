@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
+from typing import Any
+
+import pytest
 
 
 def free_port() -> int:
@@ -32,3 +35,22 @@ def dynamodb_answers(url: str) -> bool:
             return "TableNames" in json.load(reply)
     except (OSError, ValueError):
         return False
+
+
+def spy_redis_read_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count what RedisStore's pipelined read connection writes to its socket (a spy).
+
+    Each element is one socket write (its byte count): one write followed by reading
+    every reply is one round trip.
+    """
+    from kvstores.redis_pipeline import _ReplyProtocol
+
+    writes: list[int] = []
+    real_send = _ReplyProtocol.send
+
+    def counting_send(self: _ReplyProtocol, payload: bytes, want: int, now: float) -> Any:
+        writes.append(len(payload))
+        return real_send(self, payload, want, now)
+
+    monkeypatch.setattr(_ReplyProtocol, "send", counting_send)
+    return writes

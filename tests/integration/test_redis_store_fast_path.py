@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 import redis
-from redis.asyncio.connection import Connection
 
 from kvstores import Lookup, RedisStore, Row, StoreError
 from kvstores.redis import _READ_SHA, BaseRedisStore
 from tests.integration.test_store_contract import RedisServer
-from tests.servers import free_port
+from tests.servers import free_port, spy_redis_read_writes
 
 
 @pytest.fixture
@@ -48,14 +47,8 @@ async def test_large_batch_is_one_write_of_several_scripts(
         [Row("d", b"%d" % i, b"v%d-%d" % (i, ts), ts) for i in range(0, 1201, 3) for ts in (10, 20)]
     )
     await store.multi_get([("d", b"warm-up", None)])  # connection, and the script loaded
-    sends: list[int] = []
-    real_send = Connection.send_packed_command
-
-    async def counting_send(self: Connection, command: Any, check_health: bool = True) -> None:
-        sends.append(1)
-        await real_send(self, command, check_health)
-
-    monkeypatch.setattr(Connection, "send_packed_command", counting_send)
+    connects = store._reads.connects
+    sends = spy_redis_read_writes(monkeypatch)
     before = _commandstats(clean_redis).get("cmdstat_evalsha", {}).get("calls", 0)
 
     at = [None, 15, 9, 20]
@@ -63,6 +56,7 @@ async def test_large_batch_is_one_write_of_several_scripts(
     got = await store.multi_get(lookups)
 
     assert len(sends) == 1  # 1201 lookups: three scripts (500, 500, 201), one write
+    assert store._reads.connects == connects  # and no new connection
     assert _commandstats(clean_redis)["cmdstat_evalsha"]["calls"] - before == 3
     expected: list[tuple[bytes, int] | None] = []
     for i in range(1201):

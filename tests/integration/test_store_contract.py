@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 import redis
-from redis.asyncio.connection import Connection
 
 from kvstores import EmbeddedStore, RedisStore, Row, StoreError
 from tests.integration.store_contract import StoreContract
-from tests.servers import free_port
+from tests.servers import free_port, spy_redis_read_writes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,19 +56,20 @@ class TestRedisStoreContract(StoreContract):
 class RedisServer:
     """A redis-server child process on a fixed port, without persistence."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *extra_args: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not on PATH: run scripts/services.sh install")
         self.binary = binary
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
+             "--save", "", "--appendonly", "no", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
@@ -184,14 +184,8 @@ async def test_redis_multi_get_is_one_round_trip(
 
     # Count socket writes on the real connection (a spy, not a mock): one pipeline
     # is one write followed by reading all replies, i.e. one round trip.
-    sends: list[int] = []
-    real_send = Connection.send_packed_command
-
-    async def counting_send(self: Connection, command: Any, check_health: bool = True) -> None:
-        sends.append(1)
-        await real_send(self, command, check_health)
-
-    monkeypatch.setattr(Connection, "send_packed_command", counting_send)
+    connects = store._reads.connects
+    sends = spy_redis_read_writes(monkeypatch)
     before_cmds = _info(clean_redis, "commandstats").get("cmdstat_zrange", {}).get("calls", 0)
 
     got = await store.multi_get([("d", b"%d" % i, None) for i in range(1000)])
@@ -199,6 +193,7 @@ async def test_redis_multi_get_is_one_round_trip(
     after_cmds = _info(clean_redis, "commandstats")["cmdstat_zrange"]["calls"]
     # One write, and no new connection (its handshake would be a write too)...
     assert len(sends) == 1
+    assert store._reads.connects == connects
     # ...that carried every lookup to the server.
     assert after_cmds - before_cmds == 1000
     assert got == [(b"v", 1) if i % 3 == 0 else None for i in range(1000)]
