@@ -1,4 +1,4 @@
-"""Two versions of the fetcher side by side under ghz: the before/after of a speed change.
+"""Two versions of the fetcher side by side under load: the before/after of a speed change.
 
     .venv/bin/python -m bench.ab --refs 1bb1c47 HEAD [--seconds 5 --runs 3]
 
@@ -7,9 +7,10 @@ files as they are now) into build/bench-ab/<ref>, starts one `fetcher serve --wo
 per ref from its own tree on the bench's own Redis (data loaded once with the current
 `fetcher load`: the stored layout must be the same in both refs), checks both answer
 every bench value, then measures every scenario on each ref in turn, `--runs` rounds
-interleaved (ref A, ref B, ref A, ...), servers pinned to core 0 and ghz to core 1 as in
-`make bench`. Prints medians and the B/A ratio per scenario; L1 off (every row from
-Redis) unless `--l1-warm`.
+interleaved (ref A, ref B, ref A, ...), servers pinned to core 0 and the load client
+(ghz, or bench/grpc_load.py in the "raw client" scenarios) to core 1 as in `make bench`.
+Prints medians and the B/A ratio per scenario; L1 off (every row from Redis) unless
+`--l1-warm`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bench.lab import PORTS, ROOT, Cores, Lab
 from bench.loadgen import Measurement
 from bench.procs import Proc
 from bench.protoset import write_descriptor_set
-from bench.report import SCENARIOS
+from bench.report import SCENARIOS, Scenario
 from fetcher.v1 import feature_service_pb2 as pb
 
 EXPORTED = ("fetcher", "kvstores", "bench/config")
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             servers[ref] = port
         files = {}
         for s in SCENARIOS:
+            if s.entities in files:
+                continue
             requests = request_users(
                 data, data.users // s.entities * (1 if s.entities == 1 else 10),
                 s.entities, seed=s.entities,
@@ -111,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.l1_warm:
             for port in servers.values():  # every user read once: L1 holds them all
                 for s in SCENARIOS:
-                    _ghz(ghz, port, protoset, files[s.entities], s.entities, 4, 2.0, lab)
+                    if s.client == "ghz":
+                        _load(ghz, port, protoset, files[s.entities], s, 2.0, lab)
         for run in range(args.runs):
             for s in SCENARIOS:
                 for ref, port in servers.items():
-                    m = _ghz(ghz, port, protoset, files[s.entities], s.entities,
-                             s.concurrency, args.seconds, lab)  # fmt: skip
+                    m = _load(ghz, port, protoset, files[s.entities], s, args.seconds, lab)
                     results.setdefault((s.name, ref), []).append(m)
                     print(f"ab: run {run + 1} {s.name} {ref}: {m.rps:,.0f} req/s "
                           f"p50 {m.p50_ms:.2f} ms, {m.errors} errors", flush=True)  # fmt: skip
@@ -134,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ghz(
-    ghz: Path, port: int, protoset: Path, data_file: Path, entities: int,
-    concurrency: int, seconds: float, lab: Lab,
-) -> Measurement:  # fmt: skip
-    method = "GetFeatures" if entities == 1 else "GetBatchFeatures"
-    return loadgen.ghz(
-        ghz, f"127.0.0.1:{port}", protoset, f"fetcher.v1.FeatureService.{method}", data_file,
-        concurrency=concurrency, seconds=seconds, cpus=lab.cores.load,
+def _load(
+    ghz: Path, port: int, protoset: Path, data_file: Path, s: Scenario, seconds: float, lab: Lab
+) -> Measurement:
+    method = "GetFeatures" if s.entities == 1 else "GetBatchFeatures"
+    return loadgen.grpc_load(
+        s.client, ghz, lab.python, f"127.0.0.1:{port}", protoset,
+        f"fetcher.v1.FeatureService.{method}", data_file,
+        concurrency=s.concurrency, seconds=seconds, cpus=lab.cores.load,
     )  # fmt: skip
 
 

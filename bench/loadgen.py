@@ -91,6 +91,51 @@ def ghz(
     )
 
 
+def grpc_raw(
+    python: Path,
+    target: str,
+    protoset: Path,
+    call: str,
+    data_file: Path,
+    *,
+    concurrency: int,
+    seconds: float,
+    cpus: str | None,
+) -> Measurement:
+    """bench/grpc_load.py: the same requests as ghz, sent as bytes, answers not decoded."""
+    argv = [
+        str(python), "-m", "bench.grpc_load", "--target", target, "--protoset", str(protoset),
+        "--call", call, "--data", str(data_file), "--concurrency", str(concurrency),
+        "--seconds", str(seconds),
+    ]  # fmt: skip
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
+    out = run(argv, f"grpc_load {call} on {target}", cwd=BENCH_DIR.parent, timeout_s=seconds + 60)
+    result = json.loads(out.strip().splitlines()[-1])
+    return Measurement(**result)
+
+
+def grpc_load(
+    scenario_client: str,
+    ghz_bin: Path,
+    python: Path,
+    target: str,
+    protoset: Path,
+    call: str,
+    data_file: Path,
+    *,
+    concurrency: int,
+    seconds: float,
+    cpus: str | None,
+) -> Measurement:
+    """ghz or the raw-bytes client, as the scenario says."""
+    if scenario_client == "raw":
+        return grpc_raw(python, target, protoset, call, data_file,
+                        concurrency=concurrency, seconds=seconds, cpus=cpus)  # fmt: skip
+    return ghz(ghz_bin, target, protoset, call, data_file,
+               concurrency=concurrency, seconds=seconds, cpus=cpus)  # fmt: skip
+
+
 def wrk(
     wrk_bin: str, url: str, bodies: Path, *, concurrency: int, seconds: float, cpus: str | None
 ) -> Measurement:

@@ -58,7 +58,8 @@ from fetcher.v1 import feature_service_pb2 as pb
 
 SYSTEM_ORDER = (FETCHER_COLD, FETCHER_WARM, CEILING, FEAST_GRPC, FEAST_HTTP, REDIS_FLOOR)
 FETCHER_SERVICE = "fetcher.v1.FeatureService"
-Runner = Callable[[Scenario, float], Measurement]
+# A system's load run in a scenario; None: the system is not measured in that scenario.
+Runner = Callable[[Scenario, float], Measurement | None]
 
 
 class Bench:
@@ -125,8 +126,10 @@ class Bench:
         def fetcher_runner(target: str) -> Runner:
             def go(s: Scenario, seconds: float) -> Measurement:
                 method = "GetFeatures" if s.entities == 1 else "GetBatchFeatures"
-                return loadgen.ghz(
+                return loadgen.grpc_load(
+                    s.client,
                     self.ghz,
+                    lab.python,
                     target,
                     protoset,
                     f"{FETCHER_SERVICE}.{method}",
@@ -159,13 +162,15 @@ class Bench:
         self.checked.append(CEILING)
         self.runners[CEILING] = fetcher_runner(ceiling)
 
-        self.runners[REDIS_FLOOR] = lambda s, seconds: loadgen.redis_floor(
-            lab.python,
-            lab.redis_url,
-            files[("users", s.entities)],
-            concurrency=s.concurrency,
-            seconds=seconds,
-            cpus=self.cores.load,
+        self.runners[REDIS_FLOOR] = lambda s, seconds: None if s.client != "ghz" else (
+            loadgen.redis_floor(
+                lab.python,
+                lab.redis_url,
+                files[("users", s.entities)],
+                concurrency=s.concurrency,
+                seconds=seconds,
+                cpus=self.cores.load,
+            )
         )
 
         if self.feast_python is not None:
@@ -203,8 +208,10 @@ class Bench:
         feast_protoset = self.build / "feast.protoset"
 
         def feast_grpc(s: Scenario, seconds: float) -> Measurement:
-            return loadgen.ghz(
+            return loadgen.grpc_load(
+                s.client,
                 self.ghz,
+                lab.python,
                 grpc_target,
                 feast_protoset,
                 "GrpcFeatureServer.GetOnlineFeatures",
@@ -214,7 +221,9 @@ class Bench:
                 cpus=self.cores.load,
             )
 
-        def feast_http(s: Scenario, seconds: float) -> Measurement:
+        def feast_http(s: Scenario, seconds: float) -> Measurement | None:
+            if s.client != "ghz":
+                return None  # no gRPC client to swap: measured in the ghz scenarios
             return loadgen.wrk(
                 self.wrk,
                 http_url,
@@ -238,6 +247,8 @@ class Bench:
                     if run_index == 0 and self.args.warmup > 0:
                         self.runners[system](scenario, self.args.warmup)
                     m = self.runners[system](scenario, self.args.seconds)
+                    if m is None:
+                        continue
                     raw[scenario.name].setdefault(system, []).append(m)
                     flag = f"  ERRORS {m.errors}: {m.error_sample}" if m.errors else ""
                     print(

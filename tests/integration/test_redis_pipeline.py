@@ -18,6 +18,7 @@ import uvloop
 
 from kvstores import Lookup, RedisStore, Row, StoreError
 from kvstores.redis_pipeline import PipelinedConnection, RedisProtocolError
+from tests.e2e.tls_certs import CertAuthority
 from tests.integration.test_store_contract import RedisServer
 from tests.servers import free_port, spy_redis_read_writes
 
@@ -266,3 +267,31 @@ def test_nothing_listens_is_a_store_error() -> None:
             await store.close()
 
     asyncio.run(read())
+
+
+async def test_tls_url_verifies_the_server(tmp_path: Path) -> None:
+    authority = CertAuthority(tmp_path)
+    cert = authority.issue("redis", "127.0.0.1", server=True)
+    port = free_port()
+    server = RedisServer(
+        port, "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert.cert_file),
+        "--tls-key-file", str(cert.key_file), "--tls-ca-cert-file", str(authority.pem.cert_file),
+        "--tls-auth-clients", "no",
+    )  # fmt: skip
+    server.start()
+    try:
+        url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={authority.pem.cert_file}"
+        store = await _filled(url, users=3, timeout_s=2.0)
+        assert await store.multi_get([("d", b"2", None)]) == _expected([2])
+        await store.close()
+        # Another CA: the server's certificate is refused.
+        (tmp_path / "other").mkdir()
+        other = CertAuthority(tmp_path / "other")
+        untrusted = RedisStore(
+            f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={other.pem.cert_file}", timeout_s=2.0
+        )
+        with pytest.raises(StoreError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusted.multi_get([("d", b"2", None)])
+        await untrusted.close()
+    finally:
+        server.stop()
