@@ -57,8 +57,12 @@ _BACKEND_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 _READ_SCRIPT = (
     b"local found = {}\n"
     b"for i = 1, #KEYS do\n"
-    b"  found[i] = redis.call('ZRANGE', KEYS[i], ARGV[i], '-inf', 'BYSCORE', 'REV',"
+    b"  if ARGV[i] == '+inf' then\n"
+    b"    found[i] = redis.call('ZRANGE', KEYS[i], -1, -1)[1] or false\n"
+    b"  else\n"
+    b"    found[i] = redis.call('ZRANGE', KEYS[i], ARGV[i], '-inf', 'BYSCORE', 'REV',"
     b" 'LIMIT', 0, 1)[1] or false\n"
+    b"  end\n"
     b"end\n"
     b"return found\n"
 )
