@@ -181,7 +181,9 @@ class PipelinedConnection:
         elif protocol.queue and now - protocol.queue[0].sent_at > self._stale_after_s:
             protocol.abort(TimeoutError(f"no reply from Redis in {self._stale_after_s} s"))
             protocol = await self._connect()
-        return await protocol.send(payload, replies, now)
+        else:
+            return await protocol.send(payload, replies, now)
+        return await protocol.send(payload, replies, loop.time())  # after connecting
 
     def reset(self) -> None:
         """Drop the connection if its oldest request has waited too long (a caller timed out)."""
