@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.procs import BenchError, run
+from bench.procs import BenchError, pinned, run
 
 BENCH_DIR = Path(__file__).resolve().parent
 WRK_SCRIPT = BENCH_DIR / "lua" / "post_json.lua"
@@ -62,8 +62,7 @@ def ghz(
         "-D", str(data_file), "-c", str(concurrency), "--connections", "1",
         "-z", f"{seconds}s", "-t", "10s", "--cpus", "1", "-O", "json", target,
     ]  # fmt: skip
-    if cpus is not None:
-        argv = ["taskset", "-c", cpus, *argv]
+    argv = pinned(argv, cpus)
     out = run(argv, f"ghz {call} on {target}", timeout_s=seconds + 60)
     try:
         report = json.loads(out)
@@ -108,8 +107,7 @@ def grpc_raw(
         "--call", call, "--data", str(data_file), "--concurrency", str(concurrency),
         "--seconds", str(seconds),
     ]  # fmt: skip
-    if cpus is not None:
-        argv = ["taskset", "-c", cpus, *argv]
+    argv = pinned(argv, cpus)
     out = run(argv, f"grpc_load {call} on {target}", cwd=BENCH_DIR.parent, timeout_s=seconds + 60)
     result = json.loads(out.strip().splitlines()[-1])
     return Measurement(**result)
@@ -144,8 +142,7 @@ def wrk(
         wrk_bin, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
         "-s", str(WRK_SCRIPT), url, "--", str(bodies.resolve()),
     ]  # fmt: skip
-    if cpus is not None:
-        argv = ["taskset", "-c", cpus, *argv]
+    argv = pinned(argv, cpus)
     out = run(argv, f"wrk on {url}", timeout_s=seconds + 60)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
@@ -179,8 +176,7 @@ def redis_floor(
         str(python), "-m", "bench.redis_floor", "--url", redis_url, "--data", str(data_file),
         "--concurrency", str(concurrency), "--seconds", str(seconds),
     ]  # fmt: skip
-    if cpus is not None:
-        argv = ["taskset", "-c", cpus, *argv]
+    argv = pinned(argv, cpus)
     out = run(argv, "redis floor", cwd=BENCH_DIR.parent, timeout_s=seconds + 60)
     result = json.loads(out.strip().splitlines()[-1])
     return Measurement(

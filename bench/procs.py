@@ -29,6 +29,11 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
+    """`argv` run on the CPUs `cpus` (a taskset list), or as it is when `cpus` is None."""
+    return ["taskset", "-c", cpus, *argv] if cpus is not None else list(argv)
+
+
 class Proc:
     """One started process (and its session), with its log file."""
 
@@ -44,7 +49,7 @@ class Proc:
     ) -> None:
         self.name = name
         self.log = log
-        command = ["taskset", "-c", cpus, *argv] if cpus is not None else list(argv)
+        command = pinned(argv, cpus)
         full_env = dict(os.environ)
         full_env.update(env or {})
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -160,15 +160,20 @@ def _register(
         return None
 
 
-def parse_group(
-    path: Path, rel: str, registry: SchemaRegistry, p: Problems
-) -> tuple[FeatureGroup, GroupCodec] | None:
-    """Compile one groups/<name>.json (and its schemas) or report why it cannot be."""
+def _read_checked(path: Path, rel: str, spec: Spec, p: Problems) -> dict[str, Any] | None:
+    """One config file read and its fields checked against `spec`; None once reported."""
     reported = len(p.items)
     data = read_json(path, rel, p)
     if data is None and len(p.items) > reported:
         return None  # read_json said why; JSON null goes on to check_fields, which says why
-    v = check_fields(data, GROUP_SPEC, rel, "", p)
+    return check_fields(data, spec, rel, "", p)
+
+
+def parse_group(
+    path: Path, rel: str, registry: SchemaRegistry, p: Problems
+) -> tuple[FeatureGroup, GroupCodec] | None:
+    """Compile one groups/<name>.json (and its schemas) or report why it cannot be."""
+    v = _read_checked(path, rel, GROUP_SPEC, p)
     if v is None:
         return None
     before = len(p.items)
@@ -296,11 +301,7 @@ def join_request_keys(group: FeatureGroup, join: Join) -> list[tuple[str, KeyCol
 
 def parse_service(path: Path, rel: str, p: Problems) -> FeatureService | None:
     """Read one services/<name>.json (its groups are checked by check_service)."""
-    reported = len(p.items)
-    data = read_json(path, rel, p)
-    if data is None and len(p.items) > reported:
-        return None  # read_json said why; JSON null goes on to check_fields, which says why
-    v = check_fields(data, SERVICE_SPEC, rel, "", p)
+    v = _read_checked(path, rel, SERVICE_SPEC, p)
     if v is None:
         return None
     ok = _name_ok(v["name"], rel, "name", p)

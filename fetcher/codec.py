@@ -149,6 +149,13 @@ def _describe(schema: Any) -> str:
     return str(schema)
 
 
+def _nullable_branch(field_type: Any) -> int | None:
+    """Index of T in a ["null", T] or [T, "null"] union; None for any other type."""
+    if isinstance(field_type, list) and len(field_type) == 2 and "null" in field_type:
+        return 1 if field_type[0] == "null" else 0
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DoubleLayout:
     """The fixed byte layout of a row whose fields are all double or float, none of them null.
@@ -183,9 +190,9 @@ def double_layout(schema: Any, fingerprint: bytes) -> DoubleLayout | None:
     for field in schema.get("fields", ()):
         field_type = field["type"]
         if isinstance(field_type, list):
-            if len(field_type) != 2 or "null" not in field_type:
+            index = _nullable_branch(field_type)
+            if index is None:
                 return None
-            index = 1 if field_type[0] == "null" else 0
             branch_positions.append(len(codes))
             branches.append(index * 2)  # the union index as an Avro long: zig-zag, one byte
             codes.append("B")
@@ -363,10 +370,10 @@ def avro_to_features(schema: Any, source: str = "schema") -> tuple[Feature, ...]
     problems: list[tuple[str, str]] = []
     for f in schema.get("fields", ()):
         field_type = f["type"]
-        nullable = False
-        if isinstance(field_type, list) and len(field_type) == 2 and "null" in field_type:
-            nullable = True
-            field_type = field_type[1] if field_type[0] == "null" else field_type[0]
+        branch = _nullable_branch(field_type)
+        nullable = branch is not None
+        if branch is not None:
+            field_type = field_type[branch]
         ftype = _feature_type(field_type)
         if ftype is None:
             problems.append(

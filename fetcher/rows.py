@@ -113,14 +113,17 @@ class GroupRow:
     wire: bytes
 
 
-def _tuple_getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """record -> (record[n] for n in names) as a tuple, whatever the number of names."""
-    if not names:
-        return lambda record: ()
-    if len(names) == 1:
-        (name,) = names
-        return lambda record: (record[name],)
-    return operator.itemgetter(*names)
+def _tuple_getter(keys: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """obj -> (obj[k] for k in keys) as a tuple, whatever the number of keys.
+
+    Used with field names on decoded records and with positions on unpacked tuples.
+    """
+    if not keys:
+        return lambda obj: ()
+    if len(keys) == 1:
+        (key,) = keys
+        return lambda obj: (obj[key],)
+    return operator.itemgetter(*keys)
 
 
 class RowShape:
@@ -251,16 +254,6 @@ class RowShape:
 RowReader = Callable[[bytes, int], GroupRow]
 
 
-def _picker(positions: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-    """values -> the values at `positions`, as a tuple whatever their number."""
-    if not positions:
-        return lambda values: ()
-    if len(positions) == 1:
-        (position,) = positions
-        return lambda values: (values[position],)
-    return operator.itemgetter(*positions)
-
-
 def row_reader(
     shape: RowShape,
     decode: Callable[[bytes], Mapping[str, Any]],
@@ -303,9 +296,9 @@ def row_reader(
 
         return plain_doubles
     unpack = layout.body.unpack_from
-    pick_values = _picker(layout.value_positions)
+    pick_values = _tuple_getter(layout.value_positions)
     pack = struct.Struct(f"<{count}d").pack
-    pick_branches = _picker(layout.branch_positions)
+    pick_branches = _tuple_getter(layout.branch_positions)
     branches = layout.branches
 
     def fixed_doubles(value: bytes, event_ms: int) -> GroupRow:

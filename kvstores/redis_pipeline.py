@@ -179,7 +179,7 @@ class PipelinedConnection:
         if protocol is None or protocol.lost is not None or protocol.closing():
             protocol = await self._connect()
         elif protocol.queue and now - protocol.queue[0].sent_at > self._stale_after_s:
-            protocol.abort(TimeoutError(f"no reply from Redis in {self._stale_after_s} s"))
+            self._drop(protocol)
             protocol = await self._connect()
         else:
             return await protocol.send(payload, replies, now)
@@ -192,7 +192,11 @@ class PipelinedConnection:
             return
         loop = asyncio.get_running_loop()
         if loop.time() - protocol.queue[0].sent_at >= self._stale_after_s:
-            protocol.abort(TimeoutError(f"no reply from Redis in {self._stale_after_s} s"))
+            self._drop(protocol)
+
+    def _drop(self, protocol: _ReplyProtocol) -> None:
+        """Close a connection whose oldest request went unanswered too long."""
+        protocol.abort(TimeoutError(f"no reply from Redis in {self._stale_after_s} s"))
 
     async def _connect(self) -> _ReplyProtocol:
         if self._closed:

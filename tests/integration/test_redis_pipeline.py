@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +21,6 @@ from kvstores.redis_pipeline import PipelinedConnection, RedisProtocolError
 from tests.e2e.tls_certs import CertAuthority
 from tests.integration.test_store_contract import RedisServer
 from tests.servers import free_port, spy_redis_read_writes
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to stop, freeze and restart."""
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 async def _filled(url: str, users: int = 300, **options: float) -> RedisStore:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,16 +17,7 @@ import redis
 from kvstores import Lookup, RedisStore, Row, StoreError
 from kvstores.redis import _READ_SHA, BaseRedisStore
 from tests.integration.test_store_contract import RedisServer
-from tests.servers import free_port, spy_redis_read_writes
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own: SCRIPT FLUSH must not touch the shared one."""
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
+from tests.servers import spy_redis_read_writes
 
 
 def _commandstats(url: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,13 +24,6 @@ from tests.unit.load_support import (
     write_csv,
     write_parquet,
 )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[KVStore]:
-    s = open_store(f"embedded://{tmp_path / 'store.lmdb'}?sync=false")
-    yield s
-    await s.close()
 
 
 async def test_csv_round_trip(tmp_path: Path, store: KVStore) -> None:

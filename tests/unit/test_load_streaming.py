@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,6 @@ from tests.unit.load_support import (
     read_back,
     record,
 )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[KVStore]:
-    s = open_store(f"embedded://{tmp_path / 'store.lmdb'}?sync=false")
-    yield s
-    await s.close()
 
 
 async def test_max_rejects_stops_early(tmp_path: Path, store: KVStore) -> None:
