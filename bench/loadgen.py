@@ -15,7 +15,9 @@ from bench.procs import BenchError, pinned, run
 BENCH_DIR = Path(__file__).resolve().parent
 WRK_SCRIPT = BENCH_DIR / "lua" / "post_json.lua"
 # ghz stops at the duration by closing the connection: calls in flight then fail with
-# one of these. At most `concurrency` of them are an artefact of stopping, not errors.
+# one of these, and a worker may start one more call before it sees the stop (seen: 5 of
+# them at c=4, e.g. 1 Canceled + 4 Unavailable, which failed a CI smoke run). At most
+# 2 x `concurrency` of them are an artefact of stopping, not errors.
 _STOP_ERRORS = (
     "transport is closing",
     "connection is closing",
@@ -74,7 +76,7 @@ def ghz(
     stop_errors = sum(
         n for msg, n in errors_by_message.items() if any(s in msg for s in _STOP_ERRORS)
     )
-    other = sum(errors_by_message.values()) - min(stop_errors, concurrency)
+    other = sum(errors_by_message.values()) - min(stop_errors, 2 * concurrency)
     latencies = {
         int(p["percentage"]): p["latency"] for p in report.get("latencyDistribution") or []
     }
