@@ -1,9 +1,12 @@
-"""RedisStore.multi_get: the pipeline of ZRANGEs against the EVALSHA read, CPU and wall.
+"""RedisStore.multi_get: latest keys (MGET) against the sorted sets (read script), CPU and wall.
 
-    .venv/bin/python -m bench.bench_redis_store --url redis://127.0.0.1:6470/0
+    .venv/bin/python -m bench.bench_redis_store --url redis://127.0.0.1:6470/0 [--mix latest]
 
 Use a Redis of your own: the run writes keys under the prefix "benchstore" (and never
-flushes). Per batch size, both paths run on the same store and connection, in turns,
+flushes). `--mix mixed` (default): a quarter of the lookups ask for a past time and a
+tenth of the entities are missing (a latest-key miss costs a second round trip);
+`--mix latest`: every lookup wants the latest version of a present entity (what the
+bench's feature requests do). Per batch size, both paths read the same rows, in turns,
 `--reps` times; each turn is `calls` multi_gets, timed with time.process_time (this
 process's CPU) and time.perf_counter (wall), plus the Redis process's CPU (INFO cpu).
 Prints the medians per call as a markdown table, then how long one EVALSHA keeps Redis
@@ -22,7 +25,7 @@ import redis
 import uvloop
 
 from kvstores import Found, Lookup, RedisStore, Row
-from kvstores.redis import _READ_SCRIPT, BaseRedisStore
+from kvstores.redis import _READ_SCRIPT
 
 _DATASETS = ("bench_users", "bench_merchants")  # two groups, as in a fetcher request
 _VERSIONS = (1_000, 2_000, 3_000)
@@ -31,13 +34,14 @@ _VALUE = bytes(range(150))  # about one bench feature row's Avro bytes
 MultiGet = Callable[[Sequence[Lookup]], Awaitable[list[Found | None]]]
 
 
-def lookups(count: int) -> list[Lookup]:
-    """`count` lookups over both datasets: mostly latest, some at a past time, some missing."""
+def lookups(count: int, mix: str) -> list[Lookup]:
+    """`count` lookups over both datasets; "mixed": some at a past time, some missing."""
     out: list[Lookup] = []
+    mixed = mix == "mixed"
     for i in range(count):
         entity = i // 2
-        key = entity.to_bytes(8, "big") if i % 10 != 9 else b"missing-%d" % i
-        at_ms = 2_500 if i % 4 == 3 else None
+        key = entity.to_bytes(8, "big") if i % 10 != 9 or not mixed else b"missing-%d" % i
+        at_ms = 2_500 if i % 4 == 3 and mixed else None
         out.append((_DATASETS[i % 2], key, at_ms))
     return out
 
@@ -74,19 +78,21 @@ async def one_turn(
 
 
 async def compare(
-    url: str, sizes: list[int], reps: int, budget: int, entities: int
+    url: str, sizes: list[int], reps: int, budget: int, entities: int, mix: str
 ) -> list[dict[str, Any]]:
     """Medians per size and path; checks both paths return the same results first."""
     store = RedisStore(url, timeout_s=5.0, key_prefix="benchstore")
+    # Reads only: a store with latest_keys=False would delete the latest copies it writes.
+    versions = RedisStore(url, timeout_s=5.0, key_prefix="benchstore", latest_keys=False)
     client = redis.Redis.from_url(url)
     await load(store, entities)
     paths: dict[str, MultiGet] = {
-        "pipeline (old)": lambda batch: BaseRedisStore.multi_get(store, batch),
-        "evalsha (new)": store.multi_get,
+        "sorted sets, script": versions.multi_get,
+        "latest keys, MGET": store.multi_get,
     }
     rows: list[dict[str, Any]] = []
     for size in sizes:
-        batch = lookups(size)
+        batch = lookups(size, mix)
         results = [await multi_get(batch) for multi_get in paths.values()]
         if results[0] != results[1] or results[0].count(None) == size:
             raise SystemExit(f"{size} lookups: the two paths disagree or found nothing")
@@ -103,6 +109,7 @@ async def compare(
             )  # fmt: skip
     client.close()
     await store.close()
+    await versions.close()
     return rows
 
 
@@ -135,11 +142,12 @@ def main() -> None:
     parser.add_argument("--script-sizes", default="100,500,1000,5000")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--budget", type=int, default=20_000, help="lookups per turn")
+    parser.add_argument("--mix", choices=("mixed", "latest"), default="mixed")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     script_sizes = [int(s) for s in args.script_sizes.split(",")]
     entities = max(sizes + script_sizes)
-    rows = uvloop.run(compare(args.url, sizes, args.reps, args.budget, entities))
+    rows = uvloop.run(compare(args.url, sizes, args.reps, args.budget, entities, args.mix))
     print("| lookups | path | calls/turn | CPU µs/call | wall µs/call | Redis CPU µs/call |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for row in rows:

@@ -15,7 +15,7 @@ import redis
 
 from bench.data import GROUPS, KEY, SERVICE, DataSet, expected_vector, feature_names
 from bench.procs import BenchError
-from bench.redis_floor import redis_key
+from bench.redis_floor import latest_key, redis_key
 from fetcher.types import Status
 from fetcher.v1 import feature_service_pb2 as pb
 from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
@@ -104,14 +104,19 @@ def check_redis(url: str, users: Sequence[int], data: DataSet) -> None:
     try:
         for user in users:
             for index, group in enumerate(GROUPS):
-                # ZRANGE key +inf -inf BYSCORE REV LIMIT 0 1: the floor's (and store's) read.
-                reply: list[bytes] = client.zrange(  # type: ignore[assignment]
-                    redis_key(f"bench_{group}", user), "+inf", "-inf",
-                    desc=True, byscore=True, offset=0, num=1,
-                )  # fmt: skip
-                if not reply:
-                    raise BenchError(f"redis floor: no row for user {user} in {group}")
-                member: bytes = reply[0]
+                # GET of the latest key: the floor's (and the store's) read; it must
+                # equal the newest version in the sorted set.
+                member: bytes | None = client.get(  # type: ignore[assignment]
+                    latest_key(f"bench_{group}", user)
+                )
+                newest: list[bytes] = client.zrange(  # type: ignore[assignment]
+                    redis_key(f"bench_{group}", user), -1, -1
+                )
+                if member is None or newest != [member]:
+                    raise BenchError(
+                        f"redis floor: user {user} in {group}: latest key {member!r:.40}, "
+                        f"newest version {newest!r:.60}"
+                    )
                 (event_ms,) = struct.unpack_from(">q", member)
                 record = catalog.codecs[group].decode(member[8:])
                 got = [record[n] for n in feature_names(group)]

@@ -3,10 +3,10 @@
     python -m bench.redis_floor --url URL --data FILE --concurrency C --seconds S
 
 FILE is a JSON list of requests, each a list of user ids (the same sequence the
-servers get). One request = one pipeline with, per user and per feature group, the
-read the fetcher's RedisStore sends (ZRANGE key +inf -inf BYSCORE REV LIMIT 0 1),
-over redis.asyncio with hiredis on uvloop: the fetcher's own client stack, minus the
-fetcher. Keys are built before the clock starts. Prints one JSON line.
+servers get). One request = the read the fetcher's RedisStore sends for it: one MGET
+of the latest keys, per user and per feature group (docs/storage-layout.md), over
+redis.asyncio with hiredis on uvloop. Keys are built before the clock starts. Prints
+one JSON line.
 """
 
 from __future__ import annotations
@@ -25,17 +25,20 @@ from redis.asyncio import Redis
 
 from bench.data import GROUPS
 
-_READ = (b"+inf", b"-inf", b"BYSCORE", b"REV", b"LIMIT", 0, 1)
-
 
 def redis_key(dataset: str, user: int) -> bytes:
-    """The fetcher's Redis key of one user (docs/storage-layout.md)."""
+    """The fetcher's Redis key of one user's versions (docs/storage-layout.md)."""
     return b"ft:" + dataset.encode() + b":{" + struct.pack(">q", user) + b"}"
 
 
+def latest_key(dataset: str, user: int) -> bytes:
+    """The fetcher's Redis key of one user's latest version (docs/storage-layout.md)."""
+    return redis_key(dataset, user) + b":latest"
+
+
 def request_keys(users: list[int]) -> list[bytes]:
-    """Every key one request reads: each user in each group's dataset."""
-    return [redis_key(f"bench_{group}", user) for user in users for group in GROUPS]
+    """Every key one request reads: each user's latest key in each group's dataset."""
+    return [latest_key(f"bench_{group}", user) for user in users for group in GROUPS]
 
 
 async def measure(
@@ -55,11 +58,8 @@ async def measure(
             keys = requests[next_index % len(requests)]
             next_index += 1
             started = time.perf_counter()
-            pipe = client.pipeline(transaction=False)
-            for key in keys:
-                pipe.execute_command("ZRANGE", key, *_READ)
             try:
-                replies = await pipe.execute()
+                replies = await client.mget(keys)
             except Exception as exc:  # counted and reported, the loop goes on
                 errors += 1
                 error_sample = error_sample or f"{type(exc).__name__}: {exc}"

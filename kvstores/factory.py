@@ -86,6 +86,8 @@ _REDIS_OPTIONS: dict[str, _Option] = {
     "max_connections": ("max_connections", _positive_int),
     "max_versions": ("max_versions", _versions),
     "key_prefix": ("key_prefix", str),
+    "latest_keys": ("latest_keys", _flag),
+    "latest_fallback": ("latest_fallback", _flag),
     "timeout_s": ("timeout_s", _positive_float),
     "write_timeout_s": ("write_timeout_s", _positive_float),
 }

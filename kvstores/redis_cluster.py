@@ -1,9 +1,10 @@
 """RedisClusterStore: the RedisStore layout on a Redis Cluster.
 
-Same keys, members and commands as RedisStore (docs/storage-layout.md). The hash tag
-in every key keeps an entity's versions in one slot, so every command has one key
-and one owner. A batch is split by owner: one pipeline per node, sent to all nodes
-concurrently, so a call costs one round trip per node touched whatever its size.
+Same keys, members and write script as RedisStore (docs/storage-layout.md); reads are
+one GET (latest key) or ZRANGE per lookup. The hash tag in every key keeps an entity's
+versions and its latest copy in one slot, so every command has one owner. A batch is
+split by owner: one pipeline per node, sent to all nodes concurrently, so a call costs
+one round trip per node touched whatever its size.
 
 The slot map (CLUSTER SLOTS) is fetched on the first call, not at construction, and
 fetched again on the next call when that failed. Nodes restarted in place need no
@@ -78,6 +79,8 @@ class RedisClusterStore(BaseRedisStore[RedisCluster]):
         max_connections: int = 64,
         max_versions: int | None = 16,
         key_prefix: str = "ft",
+        latest_keys: bool = True,
+        latest_fallback: bool = True,
     ) -> None:
         """`nodes`: (host, port) of one or more cluster nodes; the rest are discovered.
 
@@ -103,6 +106,8 @@ class RedisClusterStore(BaseRedisStore[RedisCluster]):
             max_connections=max_connections,
             max_versions=max_versions,
             key_prefix=key_prefix,
+            latest_keys=latest_keys,
+            latest_fallback=latest_fallback,
         )
 
     def _make_client(self, timeout_s: float) -> RedisCluster:
@@ -147,7 +152,8 @@ class RedisClusterStore(BaseRedisStore[RedisCluster]):
                 # one write; a MOVED reply is retried by redis-py on the new owner.
                 owner = client.get_node_from_key
                 for command in commands:
-                    pipe.execute_command(*command, target_nodes=owner(command[1]))
+                    key = command[3] if command[0] == "EVALSHA" else command[1]
+                    pipe.execute_command(*command, target_nodes=owner(key))
                 replies: list[Any] = await pipe.execute()
                 return replies
             finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import pytest
 import redis
 
 from kvstores import EmbeddedStore, RedisStore, Row, StoreError
+from kvstores.redis import _WRITE_SCRIPT
 from tests.integration.store_contract import StoreContract
 from tests.servers import free_port, spy_redis_read_writes
 
@@ -179,24 +181,28 @@ async def test_redis_multi_get_is_one_round_trip(
     clean_redis: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = RedisStore(clean_redis, timeout_s=2.0)
-    await store.multi_put([Row("d", b"%d" % i, b"v", 1) for i in range(0, 1000, 3)])
-    await store.multi_get([("d", b"warm-up", None)])  # the connection and its handshake
+    await store.multi_put([Row("d", b"%d" % i, b"v%d" % (i % 7), i % 5) for i in range(1000)])
+    await store.multi_get([("d", b"warm-up", 1)])  # the connection, its handshake, the script
 
     # Count socket writes on the real connection (a spy, not a mock): one pipeline
     # is one write followed by reading all replies, i.e. one round trip.
     connects = store._reads.connects
     sends = spy_redis_read_writes(monkeypatch)
-    before_cmds = _info(clean_redis, "commandstats").get("cmdstat_zrange", {}).get("calls", 0)
+    before = _info(clean_redis, "commandstats")
 
-    got = await store.multi_get([("d", b"%d" % i, None) for i in range(1000)])
+    got = await store.multi_get([("d", b"%d" % i, None if i % 2 else 3) for i in range(1000)])
 
-    after_cmds = _info(clean_redis, "commandstats")["cmdstat_zrange"]["calls"]
+    after = _info(clean_redis, "commandstats")
     # One write, and no new connection (its handshake would be a write too)...
     assert len(sends) == 1
     assert store._reads.connects == connects
-    # ...that carried every lookup to the server.
-    assert after_cmds - before_cmds == 1000
-    assert got == [(b"v", 1) if i % 3 == 0 else None for i in range(1000)]
+    # ...that carried every lookup to the server: 500 latest keys in one MGET, the
+    # 500 lookups with a time in one script of 500 ZRANGEs.
+    assert after["cmdstat_mget"]["calls"] - before.get("cmdstat_mget", {}).get("calls", 0) == 1
+    assert after["cmdstat_zrange"]["calls"] - before["cmdstat_zrange"]["calls"] == 500
+    assert got == [
+        (b"v%d" % (i % 7), i % 5) if i % 2 or i % 5 <= 3 else None for i in range(1000)
+    ]
     await store.close()
 
 
@@ -211,13 +217,33 @@ async def test_redis_layout_matches_the_docs(clean_redis: str) -> None:
     lookups = [("users", struct.pack(">q", 7), None), ("users", struct.pack(">q", 7), 1_500)]
     assert await store.multi_get(lookups) == [(b"new", 2_000), (b"old", 1_000)]
 
-    # And what the store writes is exactly that layout.
+    # And what the store writes is exactly that layout, with the latest copy.
     await store.multi_put([Row("items", b"\x01}", b"val", 42, ttl_s=100)])
     written = raw.zrange(b"ft:items:{\x01}}", 0, -1, withscores=True)
     assert written == [(struct.pack(">q", 42) + b"val", 42.0)]
+    assert raw.get(b"ft:items:{\x01}}:latest") == struct.pack(">q", 42) + b"val"
     assert 0 < raw.ttl(b"ft:items:{\x01}}") <= 100
+    assert 0 < raw.ttl(b"ft:items:{\x01}}:latest") <= 100
+    # An entity key starting with "}" gets no latest copy (docs/storage-layout.md).
+    await store.multi_put([Row("items", b"}\x02", b"v2", 43)])
+    assert raw.exists(b"ft:items:{}\x02}", b"ft:items:{}\x02}:latest") == 1
+    assert await store.multi_get([("items", b"}\x02", None)]) == [(b"v2", 43)]
     raw.close()
     await store.close()
+
+
+def _lua_statements(text: str) -> list[str]:
+    # Each line without its comment and blanks; empty lines dropped.
+    lines = (line.split("--", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def test_redis_write_script_in_the_docs_is_the_stores() -> None:
+    # docs/storage-layout.md gives jobs the write script; it must be the one the store runs.
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "storage-layout.md").read_text()
+    block = re.search(r"```lua\n(.*?)```", docs, re.S)
+    assert block is not None
+    assert _lua_statements(block.group(1)) == _lua_statements(_WRITE_SCRIPT.decode())
 
 
 async def test_redis_trims_versions_and_newest_write_sets_ttl(clean_redis: str) -> None:
