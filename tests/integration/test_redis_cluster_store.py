@@ -354,7 +354,11 @@ async def test_cluster_urls_and_options() -> None:
     assert (store.timeout_s, store.max_connections) == (2.0, 8)
     assert store.url == "rediss+cluster://10.0.0.1:7000,[::1]:7001,h3:6379"  # no password
     assert store.redis_key("d", b"k") == b"ft:d:{k}"
+    assert (store.latest_keys, store.latest_fallback) == (True, True)
     await store.close()
+    plain = _open("redis+cluster://h:1", latest_keys="off", latest_fallback="false")
+    assert (plain.latest_keys, plain.latest_fallback) == (False, False)
+    await plain.close()
 
 
 @pytest.mark.parametrize(

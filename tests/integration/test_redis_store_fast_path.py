@@ -225,3 +225,30 @@ async def test_every_read_path_agrees(clean_redis: str) -> None:
     assert found == await BaseRedisStore.multi_get(store, lookups)
     assert any(f is not None for f in found) and None in found
     await store.close()
+
+
+async def test_latest_copy_equals_the_newest_version_after_random_writes(
+    clean_redis: str,
+) -> None:
+    # Versions in any order, replaced, trimmed, in batches: after every batch each
+    # entity's latest key is its sorted set's newest member, and both read paths agree.
+    rng = random.Random(11)
+    raw = redis.Redis.from_url(clean_redis)
+    store = RedisStore(clean_redis, timeout_s=2.0, max_versions=3)
+    versions = RedisStore(clean_redis, timeout_s=2.0, latest_keys=False)  # reads only
+    keys = [b"k%d" % i for i in range(6)]
+    for _ in range(40):
+        batch = [
+            Row("d", rng.choice(keys), rng.randbytes(rng.randrange(0, 20)), rng.randrange(-5, 30),
+                ttl_s=rng.choice([None, 100]))
+            for _ in range(rng.randrange(1, 12))
+        ]  # fmt: skip
+        await store.multi_put(batch)
+        for key in keys:
+            newest = raw.zrange(store.redis_key("d", key), -1, -1)
+            assert [raw.get(store.latest_key("d", key))] == (newest or [None])
+        lookups: list[Lookup] = [("d", key, None) for key in keys]
+        assert await store.multi_get(lookups) == await versions.multi_get(lookups)
+    raw.close()
+    await store.close()
+    await versions.close()

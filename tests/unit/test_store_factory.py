@@ -44,7 +44,14 @@ async def test_redis_urls_and_options() -> None:
     assert store.url == "redis://127.0.0.1:1/3"  # our options stripped
     assert (store.timeout_s, store.max_connections, store.max_versions) == (0.05, 8, 2)
     assert store.redis_key("users", b"\x01") == b"fx:users:{\x01}"
+    assert store.latest_key("users", b"\x01") == b"fx:users:{\x01}:latest"
+    assert (store.latest_keys, store.latest_fallback) == (True, True)  # the defaults
     await store.close()
+
+    plain = open_store("redis://127.0.0.1:1/0?latest_keys=false&latest_fallback=no")
+    assert isinstance(plain, RedisStore)
+    assert (plain.latest_keys, plain.latest_fallback) == (False, False)
+    await plain.close()
 
     tls = open_store("rediss://cache.example:6380/0?timeout_s=0.5&write_timeout_s=9")
     assert isinstance(tls, RedisStore)
@@ -64,6 +71,7 @@ async def test_redis_urls_and_options() -> None:
         ("redis://h:1/0?max_connections=0", "option 'max_connections'.*>= 1"),
         ("redis://h:1/0?timeout_s=abc", "option 'timeout_s'"),
         ("embedded://x.lmdb?readonly=maybe", "option 'readonly'.*true or false"),
+        ("redis://h:1/0?latest_keys=2", "option 'latest_keys'.*true or false"),
         ("redis://h:1/0?max_versions=2&max_versions=3", "given twice"),
     ],
 )
