@@ -87,6 +87,21 @@ def test_nullable_and_float_fields_take_the_struct_path_unless_null() -> None:
     assert pb.FeatureVector.FromString(row.wire).statuses[1] == pb.NULL_VALUE
 
 
+@pytest.mark.parametrize("types", [["double"] * 3, ["double", ["null", "double"], "float"]],
+                         ids=["plain", "struct"])
+def test_each_row_gets_its_own_event_time_whatever_came_before(types: list[Any]) -> None:
+    # The fast readers remember the last event time's bytes: repeats, changes and
+    # changes back must all give the general path's row for that time.
+    codec, shape, counting, read = _setup(types)
+    value = codec.encode({"f0": 1.0, "f1": 2.0, "f2": 0.5})
+    times = [EVENT_MS, EVENT_MS, EVENT_MS + 1, EVENT_MS, 0, 0, -5, 2**63 - 1, 1, EVENT_MS]
+    for event_ms in times:
+        row = read(value, event_ms)
+        assert row.event_ms == event_ms
+        assert row.wire == shape.to_row(codec.decode(value), event_ms).wire
+    assert counting.calls == 0
+
+
 def test_schemas_with_other_types_use_the_general_path() -> None:
     for types in (["double", "long"], ["double", "string"], ["double", ["null", "long"]]):
         codec, shape, counting, read = _setup(types)
