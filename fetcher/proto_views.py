@@ -7,24 +7,81 @@ reused; a vector is then one parse of the merged rows' wire bytes (fetcher.rows)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from fetcher.merge import EntityVector
 from fetcher.plan import Plans, TargetPlan
 from fetcher.rows import varint
-from fetcher.types import Feature, FeatureGroup, KeyColumn
+from fetcher.types import Feature, FeatureGroup, KeyColumn, KeyType
 from fetcher.v1 import feature_service_pb2 as pb
 
 _parse_vector = pb.FeatureVector.FromString
+_parse_get = pb.GetFeaturesResponse.FromString
 _parse_batch = pb.GetBatchFeaturesResponse.FromString
-_TAG_VECTORS = b"\x12"  # GetBatchFeaturesResponse.vectors (field 2, length-delimited)
+# GetBatchFeaturesResponse.vectors and GetFeaturesResponse.vector: both field 2,
+# length-delimited.
+_TAG_VECTORS = b"\x12"
+
+# The Value oneof field that carries each key type.
+KEY_FIELD = {
+    KeyType.INT64: "int64_value",
+    KeyType.STRING: "string_value",
+    KeyType.BYTES: "bytes_value",
+}
+# The longest string key (in characters) whose UTF-8 form is sure to fit 64 KiB.
+_SURELY_SHORT_STRING = 64 * 1024 // 4
+_SURELY_SHORT_BYTES = 64 * 1024
+
+#: A request's key map -> its values in plan order, or None: see key_reader.
+KeyReader = Callable[[Any], "list[Any] | None"]
+
+
+def key_reader(columns: tuple[KeyColumn, ...]) -> KeyReader:
+    """Build, once per target, the fast reader of a request's key map.
+
+    It returns the values in column order when the map holds exactly the columns, each
+    set to its type's field and short enough to need no length check; otherwise None,
+    and the caller runs the full validation (service.entity_values), which names the
+    problem or returns the same values.
+    """
+    specs = tuple((c.name, KEY_FIELD[c.type]) for c in columns)
+    count = len(specs)
+    if count == 1 and specs[0][1] == "int64_value":
+        ((only, _),) = specs
+
+        def one_int64(keys: Any) -> list[Any] | None:
+            if len(keys) == 1:
+                value = keys.get(only)
+                if value is not None and value.WhichOneof("kind") == "int64_value":
+                    return [value.int64_value]
+            return None
+
+        return one_int64
+
+    def general(keys: Any) -> list[Any] | None:
+        if len(keys) != count:
+            return None
+        values: list[Any] = []
+        for name, field in specs:
+            value = keys.get(name)
+            if value is None or value.WhichOneof("kind") != field:
+                return None
+            item = getattr(value, field)
+            if field == "string_value" and len(item) > _SURELY_SHORT_STRING:
+                return None
+            if field == "bytes_value" and len(item) > _SURELY_SHORT_BYTES:
+                return None
+            values.append(item)
+        return values
+
+    return general
 
 
 class TargetView:
     """Proto metadata of one target, and the builder of its vectors."""
 
-    __slots__ = ("_metadata_wire", "metadata")
+    __slots__ = ("_metadata_wire", "metadata", "read_keys")
 
     def __init__(self, plan: TargetPlan, config_version: str) -> None:
         self.metadata = pb.ResponseMetadata(
@@ -37,10 +94,19 @@ class TargetView:
         # GetBatchFeaturesResponse.metadata (field 1) as wire bytes, for batch_response.
         body = self.metadata.SerializeToString()
         self._metadata_wire = b"\x0a" + varint(len(body)) + body
+        self.read_keys = key_reader(plan.request_keys)
 
     def vector(self, vector: EntityVector) -> pb.FeatureVector:
         """One entity's FeatureVector: the merged rows are its wire form, parsed in C."""
         return _parse_vector(vector.wire)
+
+    def response(self, wire: bytes) -> pb.GetFeaturesResponse:
+        """A whole GetFeaturesResponse (metadata + the vector `wire`) in one parse.
+
+        Cheaper than GetFeaturesResponse(metadata=..., vector=...), which copies the
+        metadata message field by field on every call.
+        """
+        return _parse_get(b"".join((self._metadata_wire, _TAG_VECTORS, varint(len(wire)), wire)))
 
     def batch_response(self, vectors: Sequence[EntityVector]) -> pb.GetBatchFeaturesResponse:
         """A whole GetBatchFeaturesResponse (metadata + vectors) in one parse.

@@ -20,17 +20,13 @@ from fetcher.engine import FetchEngine
 from fetcher.keys import INT64_MAX, KeyValue
 from fetcher.metrics import Metrics
 from fetcher.plan import TargetPlan
+from fetcher.proto_views import KEY_FIELD as _KIND_OF_KEY
 from fetcher.proto_views import ProtoViews, TargetView
 from fetcher.snapshot import Snapshot
 from fetcher.types import KeyType
 from fetcher.v1 import feature_service_pb2 as pb
 from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
 
-_KIND_OF_KEY = {
-    KeyType.INT64: "int64_value",
-    KeyType.STRING: "string_value",
-    KeyType.BYTES: "bytes_value",
-}
 _KEY_TYPE_NAME = {KeyType.INT64: "int64", KeyType.STRING: "string", KeyType.BYTES: "bytes"}
 # Reads more than a day in the future are a client bug (ms vs s, clock far off), not a query.
 _MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -194,7 +190,10 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         try:
             snap = self._snapshot()
             plan, view = self._target(snap, request)
-            values = entity_values(plan, request.keys, "keys")
+            keys = request.keys
+            values = view.read_keys(keys)
+            if values is None:
+                values = entity_values(plan, keys, "keys")
             at = None
             if request.HasField("at"):
                 at = timestamp_ms(request.at, "at", time.time_ns() // 1_000_000)
@@ -203,9 +202,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
         vectors = await self._engine.fetch(plan, [values], [at], self._deadline(context))
-        response = pb.GetFeaturesResponse(
-            metadata=view.metadata, vector=view.vector(vectors[0])
-        )
+        response = view.response(vectors[0].wire)
         self._count_served(plan.name, 1)
         self._observe("GetFeatures", grpc.StatusCode.OK, started)
         return response
@@ -231,7 +228,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         try:
             snap = self._snapshot()
             plan, view = self._target(snap, request)
-            entities, ats = self._batch(plan, request.entities, request)
+            entities, ats = self._batch(plan, view, request.entities, request)
         except RequestError as exc:
             self._observe("GetBatchFeatures", exc.code, started)
             await context.abort(exc.code, exc.message)
@@ -256,7 +253,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             raise  # unreachable: abort raises
 
     def _batch(
-        self, plan: TargetPlan, entities: Sequence[Any], request: Any
+        self, plan: TargetPlan, view: TargetView, entities: Sequence[Any], request: Any
     ) -> tuple[list[list[KeyValue]], list[int | None]]:
         count = len(entities)
         if count == 0:
@@ -273,11 +270,16 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         default_at = timestamp_ms(request.at, "at", now_ms) if request.HasField("at") else None
         values: list[list[KeyValue]] = []
         ats: list[int | None] = []
+        read_keys = view.read_keys
         for index, entity in enumerate(entities):
-            field = f"entities[{index}]"
-            values.append(entity_values(plan, entity.keys, f"{field}.keys"))
+            keys = entity.keys
+            entity_keys = read_keys(keys)
+            if entity_keys is None:
+                # Field names are built only here: the full check names the entity.
+                entity_keys = entity_values(plan, keys, f"entities[{index}].keys")
+            values.append(entity_keys)
             if entity.HasField("at"):
-                ats.append(timestamp_ms(entity.at, f"{field}.at", now_ms))
+                ats.append(timestamp_ms(entity.at, f"entities[{index}].at", now_ms))
             else:
                 ats.append(default_at)
         return values, ats
