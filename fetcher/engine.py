@@ -20,7 +20,14 @@ from fetcher.cache import CacheKey, FetchAbandoned, L2Cache, Negative
 from fetcher.codec import decode_cause
 from fetcher.engine_types import CacheTiers, StoreHandle
 from fetcher.keys import KeyValue
-from fetcher.merge import ERROR, NOT_FOUND, EntityVector, LookupResult, merge_vector
+from fetcher.merge import (
+    ERROR,
+    NOT_FOUND,
+    EntityVector,
+    LookupResult,
+    merge_vector,
+    merge_wires,
+)
 from fetcher.metrics import Metrics
 from fetcher.plan import JoinPlan, TargetPlan
 from fetcher.rows import GroupRow
@@ -60,19 +67,39 @@ class FetchEngine:
 
         `deadline` is an event-loop time (loop.time()) after which no store work continues.
         """
+        wires = await self.fetch_wires(plan, entities, at_ms, deadline)
+        return [EntityVector(wire) for wire in wires]
+
+    async def fetch_wires(
+        self,
+        plan: TargetPlan,
+        entities: Sequence[Sequence[KeyValue]],
+        at_ms: Sequence[int | None],
+        deadline: float | None = None,
+    ) -> list[bytes]:
+        """fetch(), each vector as its FeatureVector wire bytes (what the service sends)."""
         joins = plan.joins
         cache = self._cache
         l1_get = cache.l1.get if cache.l1_enabled else None
         results: dict[CacheKey, LookupResult] = {}
         owners: dict[CacheKey, JoinPlan] = {}
         misses: list[CacheKey] = []
-        lookup_keys: list[list[CacheKey]] = []
+        # Every entity's key of every join, entity by entity (join j of entity i at
+        # i * len(joins) + j): the merge takes it column by column with slices.
+        row_keys: list[CacheKey] = []
+        add = row_keys.append
+        shared = plan.shared_key
+        entity_key = b""
         # One pass: build each key, deduplicate it, and look it up in L1.
         for values, at in zip(entities, at_ms, strict=True):
-            row_keys: list[CacheKey] = []
+            if shared is not None:
+                entity_key = shared(values)  # the same bytes for every join: encode once
             for join in joins:
-                key: CacheKey = (join.cache_ns, join.entity_key(values), at)
-                row_keys.append(key)
+                key: CacheKey = (
+                    join.cache_ns, entity_key if shared is not None else join.entity_key(values),
+                    at,
+                )
+                add(key)
                 if key in owners:
                     continue
                 owners[key] = join
@@ -82,15 +109,19 @@ class FetchEngine:
                         results[key] = cached  # type: ignore[assignment]
                         continue
                 misses.append(key)
-            lookup_keys.append(row_keys)
         if misses:
-            await self._fill(misses, owners, results, deadline, _ABANDONED_RETRIES)
+            await self._fill(
+                misses, owners, results, deadline, _ABANDONED_RETRIES, plan.one_store
+            )
 
         now_ms = time.time_ns() // 1_000_000
-        return [
-            merge_vector(plan, [results[key] for key in row_keys], now_ms if at is None else at)
-            for row_keys, at in zip(lookup_keys, at_ms, strict=True)
-        ]
+        found = list(map(results.__getitem__, row_keys))
+        if len(at_ms) == 1:
+            # One entity (GetFeatures): merging it alone is cheaper than by columns.
+            at = at_ms[0]
+            return [merge_vector(plan, found, now_ms if at is None else at).wire]
+        width = len(joins)
+        return merge_wires(plan, [found[j::width] for j in range(width)], at_ms, now_ms)
 
     async def _fill(
         self,
@@ -99,6 +130,7 @@ class FetchEngine:
         results: dict[CacheKey, LookupResult],
         deadline: float | None,
         retries: int,
+        one_store: str | None = None,
     ) -> None:
         flights = self._cache.flights
         mine, waiting = flights.claim(misses)
@@ -108,7 +140,7 @@ class FetchEngine:
             # other requests get an answer now instead of hanging until their deadline
             # (flights.owning(), inlined: a generator context manager per request costs).
             try:
-                await self._load(owned, owners, results, deadline)
+                await self._load(owned, owners, results, deadline, one_store)
             except BaseException as exc:
                 flights.abandon(owned, exc)
                 raise
@@ -121,7 +153,9 @@ class FetchEngine:
                 ):
                     # The owner went away without an answer (its client cancelled, or its
                     # own shorter deadline ran out): fetch under our own deadline instead.
-                    await self._fill(abandoned, owners, results, deadline, retries - 1)
+                    await self._fill(
+                        abandoned, owners, results, deadline, retries - 1, one_store
+                    )
                 else:
                     for key in abandoned:
                         results[key] = ERROR
@@ -161,7 +195,10 @@ class FetchEngine:
         owners: Mapping[CacheKey, JoinPlan],
         results: dict[CacheKey, LookupResult],
         deadline: float | None,
+        one_store: str | None = None,
     ) -> None:
+        """Read `owned` from L2 and the stores; `one_store` names the store of every key
+        when the target has only one (the keys then need no sorting by store)."""
         l2 = self._cache.l2
         remaining = owned
         if l2 is not None:
@@ -181,8 +218,11 @@ class FetchEngine:
         if not remaining:
             return
         by_store: dict[str, list[CacheKey]] = {}
-        for key in remaining:
-            by_store.setdefault(owners[key].store, []).append(key)
+        if one_store is not None:
+            by_store[one_store] = remaining
+        else:
+            for key in remaining:
+                by_store.setdefault(owners[key].store, []).append(key)
         l2_writes: list[tuple[CacheKey, Found | None]] = []
         if len(by_store) == 1:
             ((name, keys),) = by_store.items()
@@ -321,7 +361,10 @@ class FetchEngine:
         latency.observe(time.perf_counter() - started)
         cache = self._cache
         l1_put = cache.l1.put if cache.l1_enabled else None
-        resolve = cache.flights.resolve
+        # Keys whose row is built on the common path: their flights are resolved after
+        # the loop, in one call.
+        built: list[CacheKey] = []
+        add_built = built.append
         for key, hit in zip(keys, found, strict=True):
             join = owners[key]
             policy = join.cache
@@ -335,15 +378,17 @@ class FetchEngine:
             # _decoded + _settle inlined for the common row (no L2 write): two calls
             # fewer per key; any failure takes the full path for its metrics and log.
             try:
-                row = join.to_row(hit[0], hit[1])
+                row = join.to_row(*hit)
             except Exception:
                 results[key] = self._decoded(key, join, hit, l2_write=l2_writes)
                 continue
             if l1_put is not None and policy.l1:
                 ttl = policy.l1_ttl_s
                 l1_put(key, row, cache.default_l1_ttl_s if ttl is None else ttl)
-            resolve(key, row)
             results[key] = row
+            add_built(key)
+        if built:
+            cache.flights.resolve_from(built, results)
 
     def guard(self, name: str) -> StoreGuard:
         """The breaker and in-flight bound of store `name` (built on first use)."""

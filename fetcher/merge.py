@@ -78,3 +78,44 @@ def merge_vector(plan: TargetPlan, results: Sequence[LookupResult], read_ms: int
         else:
             parts.append(result.wire)
     return EntityVector(b"".join(parts))
+
+
+def merge_wires(
+    plan: TargetPlan,
+    columns: Sequence[Sequence[LookupResult]],
+    at_ms: Sequence[int | None],
+    now_ms: int,
+) -> list[bytes]:
+    """merge_vector for many entities at once: the wire bytes of each entity's vector.
+
+    `columns[j][i]` is join j's result for entity i; entity i is read as of `at_ms[i]`,
+    or `now_ms` when that is None.
+    Join by join rather than entity by entity: a join without a max age is one list
+    comprehension over its column, and the joins are concatenated with one C-level
+    `b"".join` per entity. Gives exactly merge_vector's bytes.
+    """
+    per_join: list[list[bytes]] = []
+    row_type = GroupRow
+    for join, column in zip(plan.joins, columns, strict=True):
+        empty = join.shape.empty_row
+        max_age = join.max_age_ms
+        if max_age is None:
+            per_join.append(
+                [r.wire if r.__class__ is row_type else empty(r).wire for r in column]  # type: ignore[arg-type]
+            )
+            continue
+        stale = join.shape.stale_row
+        wires: list[bytes] = []
+        for result, at in zip(column, at_ms, strict=True):
+            if isinstance(result, int):
+                wires.append(empty(result).wire)
+            elif result.event_ms < (now_ms if at is None else at) - max_age:
+                wires.append(stale(result).wire)
+            else:
+                wires.append(result.wire)
+        per_join.append(wires)
+    if len(per_join) == 1:
+        return per_join[0]
+    if not per_join:
+        return [b""] * len(at_ms)
+    return list(map(b"".join, zip(*per_join, strict=True)))

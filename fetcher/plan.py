@@ -72,6 +72,12 @@ class TargetPlan:
     feature_joins: tuple[int, ...]
     features: tuple[Feature, ...]
     description: str = ""
+    # The one store key function of every join when they all build the same key bytes
+    # (same request key positions, same column types: a service over groups of one
+    # entity); None when the joins' keys differ. Lets a request encode each key once.
+    shared_key: Callable[[Sequence[KeyValue]], bytes] | None = None
+    # The store of every join when they share one (the usual case), else None.
+    one_store: str | None = None
 
     def entity_keys(self, values: Sequence[KeyValue]) -> list[bytes]:
         """Store key bytes of each join for one entity's request key values (in request order)."""
@@ -190,6 +196,12 @@ def _target(
                 Feature(join.prefix + feature.name, feature.type, feature.nullable,
                         feature.description)
             )
+    first = joins[0] if joins else None
+    shared = first is not None and all(
+        join.key_positions == first.key_positions
+        and [c.type for c in join.group.keys] == [c.type for c in first.group.keys]
+        for join in joins
+    )
     return TargetPlan(
         kind=kind,
         name=name,
@@ -201,6 +213,8 @@ def _target(
         feature_joins=tuple(owners),
         features=tuple(features),
         description=description,
+        shared_key=first.entity_key if shared and first is not None else None,
+        one_store=joins[0].store if len({join.store for join in joins}) == 1 else None,
     )
 
 

@@ -22,6 +22,8 @@ _parse_batch = pb.GetBatchFeaturesResponse.FromString
 # GetBatchFeaturesResponse.vectors and GetFeaturesResponse.vector: both field 2,
 # length-delimited.
 _TAG_VECTORS = b"\x12"
+# The most vector lengths a TargetView keeps the prefix of.
+_MAX_HEADS = 256
 
 # The Value oneof field that carries each key type.
 KEY_FIELD = {
@@ -81,7 +83,7 @@ def key_reader(columns: tuple[KeyColumn, ...]) -> KeyReader:
 class TargetView:
     """Proto metadata of one target, and the builder of its vectors."""
 
-    __slots__ = ("_metadata_wire", "metadata", "read_keys")
+    __slots__ = ("_heads", "_metadata_wire", "metadata", "read_keys")
 
     def __init__(self, plan: TargetPlan, config_version: str) -> None:
         self.metadata = pb.ResponseMetadata(
@@ -95,6 +97,9 @@ class TargetView:
         body = self.metadata.SerializeToString()
         self._metadata_wire = b"\x0a" + varint(len(body)) + body
         self.read_keys = key_reader(plan.request_keys)
+        # Vector length -> its tag and length prefix: the vectors of a target are mostly
+        # of a few lengths (all of one length for groups of numbers). Bounded below.
+        self._heads: dict[int, bytes] = {}
 
     def vector(self, vector: EntityVector) -> pb.FeatureVector:
         """One entity's FeatureVector: the merged rows are its wire form, parsed in C."""
@@ -108,16 +113,24 @@ class TargetView:
         """
         return _parse_get(b"".join((self._metadata_wire, _TAG_VECTORS, varint(len(wire)), wire)))
 
-    def batch_response(self, vectors: Sequence[EntityVector]) -> pb.GetBatchFeaturesResponse:
-        """A whole GetBatchFeaturesResponse (metadata + vectors) in one parse.
+    def batch_response(self, wires: Sequence[bytes]) -> pb.GetBatchFeaturesResponse:
+        """A whole GetBatchFeaturesResponse (metadata + the vectors' wire bytes) in one parse.
 
         Cheaper than building a FeatureVector per entity and copying each into the
         response: the vectors are already wire bytes.
         """
+        heads = self._heads
         parts = [self._metadata_wire]
-        for v in vectors:
-            wire = v.wire
-            parts.append(_TAG_VECTORS + varint(len(wire)) + wire)
+        append = parts.append
+        for wire in wires:
+            size = len(wire)
+            head = heads.get(size)
+            if head is None:
+                if len(heads) >= _MAX_HEADS:
+                    heads.clear()
+                head = heads[size] = _TAG_VECTORS + varint(size)
+            append(head)
+            append(wire)
         return _parse_batch(b"".join(parts))
 
 

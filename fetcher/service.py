@@ -201,8 +201,8 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             self._observe("GetFeatures", exc.code, started)
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
-        vectors = await self._engine.fetch(plan, [values], [at], self._deadline(context))
-        response = view.response(vectors[0].wire)
+        wires = await self._engine.fetch_wires(plan, [values], [at], self._deadline(context))
+        response = view.response(wires[0])
         self._count_served(plan.name, 1)
         self._observe("GetFeatures", grpc.StatusCode.OK, started)
         return response
@@ -233,9 +233,9 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             self._observe("GetBatchFeatures", exc.code, started)
             await context.abort(exc.code, exc.message)
             raise
-        vectors = await self._engine.fetch(plan, entities, ats, self._deadline(context))
-        response = view.batch_response(vectors)
-        self._count_served(plan.name, len(vectors))
+        wires = await self._engine.fetch_wires(plan, entities, ats, self._deadline(context))
+        response = view.batch_response(wires)
+        self._count_served(plan.name, len(wires))
         self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
         return response
 

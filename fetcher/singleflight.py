@@ -19,7 +19,7 @@ Usage by the fetch engine::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from fetcher.cache_key import CacheKey
@@ -92,6 +92,21 @@ class SingleFlight:
                 waiters = all_waiters.pop(key, None)
                 if waiters:
                     _resolve_waiters(waiters, value)
+
+    def resolve_from(self, keys: Iterable[CacheKey], values: Mapping[CacheKey, object]) -> None:
+        """resolve(key, values[key]) for each of `keys`, in one call for a batch."""
+        pop = self._owners.pop
+        all_waiters = self._waiters
+        if not all_waiters:
+            # Nobody waits on anything (the usual case): only the claims end.
+            for key in keys:
+                pop(key, None)
+            return
+        for key in keys:
+            if pop(key, _NONE) is not _NONE and all_waiters:
+                waiters = all_waiters.pop(key, None)
+                if waiters:
+                    _resolve_waiters(waiters, values[key])
 
     def fail(self, key: CacheKey, exc: BaseException) -> None:
         """Raise `exc` in every waiter of `key` and end its flight (no-op if none)."""

@@ -50,6 +50,21 @@ async def test_resolve_many_serves_each_key_its_value() -> None:
     assert len(flight) == 0
 
 
+async def test_resolve_from_serves_waiters_and_ends_every_claim() -> None:
+    flight = SingleFlight()
+    flight.claim([key(1), key(2), key(3)])
+    _, waiting = flight.claim([key(3), key(1)])
+    values = {key(1): "v1", key(2): "v2", key(3): "v3", key(9): "v9"}
+    flight.resolve_from([key(1), key(2), key(3), key(9)], values)
+    assert [await future for _, future in waiting] == ["v3", "v1"]
+    assert len(flight) == 0
+    # Nobody waiting (the engine's usual case): the claims end all the same.
+    flight.claim([key(4), key(5)])
+    flight.resolve_from([key(4), key(5)], {key(4): "v4", key(5): "v5"})
+    assert len(flight) == 0
+    assert flight.claim([key(4)]) == ([0], [])
+
+
 async def test_resolve_and_fail_without_a_flight_are_no_ops() -> None:
     flight = SingleFlight()
     flight.resolve(key(1), "v")
