@@ -61,6 +61,13 @@ class SingleFlight:
             # The uncontended single lookup: nothing in flight, nothing to wait on.
             owners[keys[0]] = owner
             return [0], waiting
+        if not owners:
+            # Nothing in flight (no concurrent request): every key is ours, claimed in
+            # one C-level update, unless `keys` repeats one (then the loop below).
+            owners.update(dict.fromkeys(keys, owner))
+            if len(owners) == len(keys):
+                return list(range(len(keys))), waiting
+            owners.clear()
         owned: list[int] = []
         loop: asyncio.AbstractEventLoop | None = None
         for index, key in enumerate(keys):

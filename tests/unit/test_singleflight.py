@@ -81,6 +81,19 @@ async def test_repeated_key_in_one_claim_waits_on_the_callers_own_fetch() -> Non
     assert await waiting[0][1] == "v"
 
 
+async def test_claims_with_nothing_in_flight_own_every_key_even_with_repeats() -> None:
+    flight = SingleFlight()
+    keys = [key(n) for n in range(50)]
+    assert flight.claim(keys) == (list(range(50)), [])
+    assert len(flight) == 50
+    flight.resolve_from(keys, dict.fromkeys(keys, "v"))
+    # A repeat among many keys: owned once, the repeat waits on our own fetch.
+    owned, waiting = flight.claim([key(1), key(2), key(1), key(3)])
+    assert owned == [0, 1, 3]
+    assert [i for i, _ in waiting] == [2]
+    assert len(flight) == 3
+
+
 async def test_point_in_time_and_latest_are_separate_flights() -> None:
     flight = SingleFlight()
     owned, _ = flight.claim([key(1)])
