@@ -81,8 +81,11 @@ class Admission:
         self.shed_queue_timeout = 0
         self._queue: collections.deque[asyncio.Future[None]] = collections.deque()
         families = _families(registry) if registry is not None else None
-        self._running_gauge = families.running if families else None
-        self._queued_gauge = families.queued if families else None
+        if families is not None:
+            # Read at scrape time, not set on every enter and leave (two locked gauge
+            # writes per RPC each way): the values are the same, the request path is free.
+            families.running.set_function(lambda: self.running)
+            families.queued.set_function(lambda: len(self._queue))
         self._shed_full = families.shed.labels("queue_full") if families else None
         self._shed_timeout = families.shed.labels("queue_timeout") if families else None
 
@@ -97,7 +100,6 @@ class Admission:
             return True
         if self.running < self.max_running and not self._queue:
             self.running += 1
-            self._show()
             return True
         return False
 
@@ -118,7 +120,6 @@ class Admission:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.append(future)
-        self._show()
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout)
@@ -143,7 +144,6 @@ class Admission:
             future.cancel()
             with contextlib.suppress(ValueError):  # already popped by leave()
                 self._queue.remove(future)
-        self._show()
 
     def leave(self) -> None:
         """Give the slot back: to the oldest waiter still waiting, else to the pool."""
@@ -153,12 +153,6 @@ class Admission:
             future = self._queue.popleft()
             if not future.done():
                 future.set_result(None)  # the slot moves over: `running` is unchanged
-                self._show()
                 return
         self.running -= 1
-        self._show()
 
-    def _show(self) -> None:
-        if self._running_gauge is not None and self._queued_gauge is not None:
-            self._running_gauge.set(self.running)
-            self._queued_gauge.set(len(self._queue))

@@ -181,7 +181,8 @@ class StoreGuard:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.peak_in_flight = 0
-        self._in_flight_gauge = families.in_flight.labels(name)
+        # Read at scrape time rather than set on every read's start and end.
+        families.in_flight.labels(name).set_function(lambda: self.in_flight)
         self.rejected = families.rejected.labels(name)
         self.slot_timeouts = families.slot_timeouts.labels(name)
         # (requests counter, latency histogram) children of the store's own metrics,
@@ -192,12 +193,10 @@ class StoreGuard:
         """A read started (holding a slot when bounded)."""
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        self._in_flight_gauge.set(self.in_flight)
 
     def left(self) -> None:
         """A read ended, whatever its outcome."""
         self.in_flight -= 1
-        self._in_flight_gauge.set(self.in_flight)
 
 
 # uvloop's clock and timers have 1 ms resolution: a deadline within it counts as passed

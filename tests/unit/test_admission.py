@@ -19,6 +19,9 @@ async def test_free_slots_then_queue_then_refusal() -> None:
     queued = asyncio.create_task(admission.enter(None))
     await asyncio.sleep(0)
     assert admission.queued == 1
+    # The gauges read the live counts at scrape time.
+    assert registry.get_sample_value("fetcher_rpc_running") == 2
+    assert registry.get_sample_value("fetcher_rpc_queued") == 1
     with pytest.raises(Overloaded, match=r"max_inflight_rpcs=2.*max_queued_rpcs=1"):
         await admission.enter(None)
     assert registry.get_sample_value("fetcher_rpc_shed_total", {"reason": "queue_full"}) == 1
@@ -29,6 +32,7 @@ async def test_free_slots_then_queue_then_refusal() -> None:
     admission.leave()
     assert admission.running == 0
     assert registry.get_sample_value("fetcher_rpc_running") == 0
+    assert registry.get_sample_value("fetcher_rpc_queued") == 0
 
 
 async def test_slots_are_handed_over_in_arrival_order() -> None:

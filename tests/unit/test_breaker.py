@@ -160,6 +160,9 @@ async def test_in_flight_bound_holds_and_slot_wait_spends_the_deadline(tmp_path:
     await asyncio.sleep(0.05)
     guard = harness.engine.guard("main")
     assert guard.in_flight == 2 and harness.calls() == 2
+    in_flight = {"store": "main"}
+    # The gauge reads the guard's count at scrape time.
+    assert harness.metrics.registry.get_sample_value("fetcher_store_in_flight", in_flight) == 2
     # A request with a short deadline gives up waiting for a slot within that deadline.
     started = loop.time()
     (late,) = await harness.fetch("group", "merchant_stats", [[99]], deadline=started + 0.05)
@@ -172,6 +175,7 @@ async def test_in_flight_bound_holds_and_slot_wait_spends_the_deadline(tmp_path:
     vectors = await asyncio.gather(*tasks)
     assert all(set(v.statuses) == {int(Status.NOT_FOUND)} for (v,) in vectors)
     assert guard.peak_in_flight == 2 and guard.in_flight == 0
+    assert harness.metrics.registry.get_sample_value("fetcher_store_in_flight", in_flight) == 0
     await harness.close()
 
 
