@@ -1,10 +1,13 @@
 """Fetch path CPU: µs of process CPU per GetFeatures / GetBatchFeatures, old code vs new.
 
 In process, no network between client and server: the RPC wrapper (fetcher.rpc_context)
-around FeatureServicer over a FetchEngine on the bench catalog (bench/config/catalog,
-service user_ab: two groups of 20 float64 in one store), called directly with a minimal
-context object, on uvloop. The store is a real EmbeddedStore (LMDB in a temp dir) or a
-real redis-server this script starts on 127.0.0.1:6490 (`--store redis`).
+around FeatureServicer's method handlers as the server registers them
+(fetcher.service.feature_handlers; the generated ones for trees before it), each call
+followed by the handler's response serializer as gRPC would run it, over a FetchEngine
+on the bench catalog (bench/config/catalog, service user_ab: two groups of 20 float64 in
+one store), called directly with a minimal context object, on uvloop. The store is a
+real EmbeddedStore (LMDB in a temp dir) or a real redis-server this script starts on
+127.0.0.1:6490 (`--store redis`).
 
 Old vs new in one run: two temp copies of fetcher/ and kvstores/ are taken at the same
 moment; in one the engine-path modules (OWNED) are replaced by their `--baseline` git
@@ -123,10 +126,8 @@ async def _worker(kind: str, calls: int) -> dict[str, Any]:
                 default_deadline_s=1.0, admission=Admission(256, 256, metrics.registry),
             )
             interceptor = RpcContextInterceptor(metrics)
-            get1 = interceptor._wrap("/fetcher.v1.FeatureService/GetFeatures",
-                                     servicer.GetFeatures)
-            batch = interceptor._wrap("/fetcher.v1.FeatureService/GetBatchFeatures",
-                                      servicer.GetBatchFeatures)
+            get1 = _rpc(interceptor, _handlers(servicer), "GetFeatures")
+            batch = _rpc(interceptor, _handlers(servicer), "GetBatchFeatures")
             singles = [
                 pb.GetFeaturesRequest(
                     feature_service="user_ab", keys={"user_id": {"int64_value": u}}
@@ -168,9 +169,47 @@ async def _worker(kind: str, calls: int) -> dict[str, Any]:
     return out
 
 
-def _check(response: Any, scenario: str) -> None:
+def _handlers(servicer: Any) -> dict[str, Any]:
+    """The FeatureService method handlers the server registers (generated ones if older)."""
+    import grpc
+
+    from fetcher.v1 import feature_service_pb2 as pb
+
+    try:
+        from fetcher.service import feature_handlers
+    except ImportError:  # a tree from before fetcher.service.feature_handlers
+        return {
+            name: grpc.unary_unary_rpc_method_handler(
+                getattr(servicer, name),
+                request_deserializer=getattr(pb, f"{name}Request").FromString,
+                response_serializer=getattr(pb, f"{name}Response").SerializeToString,
+            )
+            for name in ("GetFeatures", "GetBatchFeatures")
+        }
+    return feature_handlers(servicer)
+
+
+def _rpc(interceptor: Any, handlers: dict[str, Any], name: str) -> Any:
+    """The wrapped handler of `name`, its response serialized as gRPC would do it."""
+    handler = handlers[name]
+    behavior = interceptor._wrap(f"/fetcher.v1.FeatureService/{name}", handler.unary_unary)
+    serialize = handler.response_serializer
+
+    async def call(request: Any, context: Any) -> bytes:
+        wire: bytes = serialize(await behavior(request, context))
+        return wire
+
+    return call
+
+
+def _check(wire: bytes, scenario: str) -> None:
     """Every value served: a bench that measures ERROR answers measures nothing."""
-    vectors = [response.vector] if hasattr(response, "vector") else list(response.vectors)
+    from fetcher.v1 import feature_service_pb2 as pb
+
+    if scenario.startswith("get1"):
+        vectors = [pb.GetFeaturesResponse.FromString(wire).vector]
+    else:
+        vectors = list(pb.GetBatchFeaturesResponse.FromString(wire).vectors)
     for vector in vectors:
         if any(status != 1 for status in vector.statuses):  # 1 = PRESENT
             raise SystemExit(f"{scenario}: a feature was not PRESENT: {list(vector.statuses)}")
