@@ -105,19 +105,23 @@ class TargetView:
         """One entity's FeatureVector: the merged rows are its wire form, parsed in C."""
         return _parse_vector(vector.wire)
 
+    def response_wire(self, wire: bytes) -> bytes:
+        """A whole GetFeaturesResponse (metadata + the vector `wire`) as wire bytes."""
+        return b"".join((self._metadata_wire, _TAG_VECTORS, varint(len(wire)), wire))
+
     def response(self, wire: bytes) -> pb.GetFeaturesResponse:
-        """A whole GetFeaturesResponse (metadata + the vector `wire`) in one parse.
+        """response_wire() as a message, in one C parse.
 
         Cheaper than GetFeaturesResponse(metadata=..., vector=...), which copies the
         metadata message field by field on every call.
         """
-        return _parse_get(b"".join((self._metadata_wire, _TAG_VECTORS, varint(len(wire)), wire)))
+        return _parse_get(self.response_wire(wire))
 
-    def batch_response(self, wires: Sequence[bytes]) -> pb.GetBatchFeaturesResponse:
-        """A whole GetBatchFeaturesResponse (metadata + the vectors' wire bytes) in one parse.
+    def batch_response_wire(self, wires: Sequence[bytes]) -> bytes:
+        """A whole GetBatchFeaturesResponse (metadata + the vectors' wire bytes) as wire bytes.
 
-        Cheaper than building a FeatureVector per entity and copying each into the
-        response: the vectors are already wire bytes.
+        Valid protobuf, but not the canonical serialization: each vector's repeated fields
+        come in one run per join (parsers append them) and its event times unpacked.
         """
         heads = self._heads
         parts = [self._metadata_wire]
@@ -131,7 +135,15 @@ class TargetView:
                 head = heads[size] = _TAG_VECTORS + varint(size)
             append(head)
             append(wire)
-        return _parse_batch(b"".join(parts))
+        return b"".join(parts)
+
+    def batch_response(self, wires: Sequence[bytes]) -> pb.GetBatchFeaturesResponse:
+        """batch_response_wire() as a message, in one C parse.
+
+        Cheaper than building a FeatureVector per entity and copying each into the
+        response: the vectors are already wire bytes.
+        """
+        return _parse_batch(self.batch_response_wire(wires))
 
 
 def _keys(columns: tuple[KeyColumn, ...]) -> list[pb.KeyColumn]:

@@ -31,11 +31,11 @@ from fetcher.reload import ConfigWatcher, load_snapshot
 from fetcher.rpc_context import RpcContextInterceptor
 from fetcher.security import Authorizer, server_credentials
 from fetcher.service import FeatureServicer
+from fetcher.service import add_to_server as add_feature_service
 from fetcher.settings import ServerSettings, Settings, SettingsError, mask_url
 from fetcher.snapshot import Snapshot
 from fetcher.tracing import load_tracer
 from fetcher.v1 import feature_service_pb2 as pb
-from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
 from kvstores import KVStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class App:
             interceptors=[interceptor],
             options=server_options(server_settings, reuse_port=self._reuse_port),
         )
-        pb_grpc.add_FeatureServiceServicer_to_server(servicer, server)
+        add_feature_service(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -31,6 +31,9 @@ _KEY_TYPE_NAME = {KeyType.INT64: "int64", KeyType.STRING: "string", KeyType.BYTE
 # Reads more than a day in the future are a client bug (ms vs s, clock far off), not a query.
 _MAX_FUTURE_MS = 24 * 3600 * 1000
 _MAX_STRING_KEY_BYTES = 64 * 1024
+_parse_get = pb.GetFeaturesResponse.FromString
+_parse_batch = pb.GetBatchFeaturesResponse.FromString
+SERVICE_NAME = "fetcher.v1.FeatureService"
 
 
 class RequestError(Exception):
@@ -174,6 +177,12 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         self, request: pb.GetFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetFeaturesResponse:
         """One entity's vector."""
+        return _parse_get(await self.get_features_wire(request, context))
+
+    async def get_features_wire(
+        self, request: pb.GetFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """GetFeatures answered as the response's wire bytes (what the server sends)."""
         started = time.perf_counter()
         admission = self._admission
         if admission is not None and not admission.try_enter():
@@ -186,7 +195,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
 
     async def _get_features(
         self, request: pb.GetFeaturesRequest, context: grpc.aio.ServicerContext, started: float
-    ) -> pb.GetFeaturesResponse:
+    ) -> bytes:
         try:
             snap = self._snapshot()
             plan, view = self._target(snap, request)
@@ -202,7 +211,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
         wires = await self._engine.fetch_wires(plan, [values], [at], self._deadline(context))
-        response = view.response(wires[0])
+        response = view.response_wire(wires[0])
         self._count_served(plan.name, 1)
         self._observe("GetFeatures", grpc.StatusCode.OK, started)
         return response
@@ -211,6 +220,12 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         self, request: pb.GetBatchFeaturesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetBatchFeaturesResponse:
         """Many entities' vectors, in request order."""
+        return _parse_batch(await self.get_batch_features_wire(request, context))
+
+    async def get_batch_features_wire(
+        self, request: pb.GetBatchFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """GetBatchFeatures answered as the response's wire bytes (what the server sends)."""
         started = time.perf_counter()
         admission = self._admission
         if admission is not None and not admission.try_enter():
@@ -224,7 +239,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
     async def _get_batch(
         self, request: pb.GetBatchFeaturesRequest, context: grpc.aio.ServicerContext,
         started: float,
-    ) -> pb.GetBatchFeaturesResponse:
+    ) -> bytes:
         try:
             snap = self._snapshot()
             plan, view = self._target(snap, request)
@@ -234,7 +249,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             await context.abort(exc.code, exc.message)
             raise
         wires = await self._engine.fetch_wires(plan, entities, ats, self._deadline(context))
-        response = view.batch_response(wires)
+        response = view.batch_response_wire(wires)
         self._count_served(plan.name, len(wires))
         self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
         return response
@@ -314,10 +329,52 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         child.observe(time.perf_counter() - started)
 
 
+def _as_is(wire: bytes) -> bytes:
+    return wire
+
+
+def feature_handlers(servicer: FeatureServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """fetcher.v1.FeatureService's method handlers, as the server registers them.
+
+    The feature RPCs answer with their response's wire bytes, which gRPC sends as they
+    are: building the message only for gRPC to serialize it again cost a parse and a
+    serialization per call (~55 µs for 100 entities). ListFeatureGroups is as generated.
+    """
+    return {
+        "GetFeatures": grpc.unary_unary_rpc_method_handler(
+            servicer.get_features_wire,
+            request_deserializer=pb.GetFeaturesRequest.FromString,
+            response_serializer=_as_is,
+        ),
+        "GetBatchFeatures": grpc.unary_unary_rpc_method_handler(
+            servicer.get_batch_features_wire,
+            request_deserializer=pb.GetBatchFeaturesRequest.FromString,
+            response_serializer=_as_is,
+        ),
+        "ListFeatureGroups": grpc.unary_unary_rpc_method_handler(
+            servicer.ListFeatureGroups,
+            request_deserializer=pb.ListFeatureGroupsRequest.FromString,
+            response_serializer=pb.ListFeatureGroupsResponse.SerializeToString,
+        ),
+    }
+
+
+def add_to_server(servicer: FeatureServicer, server: grpc.aio.Server) -> None:
+    """Register FeatureService on `server` (pb_grpc.add_FeatureServiceServicer_to_server,
+    with the feature RPCs answering in wire bytes: feature_handlers)."""
+    handlers = feature_handlers(servicer)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
+    )
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 __all__ = [
     "FeatureServicer",
     "ProtoViews",
     "RequestError",
+    "add_to_server",
     "entity_values",
+    "feature_handlers",
     "timestamp_ms",
 ]

@@ -14,7 +14,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fetcher.client import decode_vectors, key_value, timestamp
-from fetcher.service import FeatureServicer
+from fetcher.service import FeatureServicer, add_to_server
 from fetcher.types import Status
 from fetcher.v1 import feature_service_pb2 as pb
 from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
@@ -32,8 +32,10 @@ class Served:
     stub: Any
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
+@pytest.fixture(params=["wire", "generated"])
+async def served(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Served]:
+    """Every test runs against both registrations: the server's (service.add_to_server,
+    feature RPCs answering in wire bytes) and the generated one (messages)."""
     # An online service may not join an offline group (the catalog refuses it): both off.
     h = FetchHarness(tmp_path, demo_snapshot(offline={"place_visits", "user_place"}))
     servicer = FeatureServicer(
@@ -44,7 +46,10 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         default_deadline_s=0.3,
     )
     server = grpc.aio.server()
-    pb_grpc.add_FeatureServiceServicer_to_server(servicer, server)
+    if request.param == "wire":
+        add_to_server(servicer, server)
+    else:
+        pb_grpc.add_FeatureServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
