@@ -39,6 +39,7 @@ OWNED = (
     "fetcher/cache_l1.py", "fetcher/admission.py", "fetcher/breaker.py",
     "fetcher/rpc_context.py", "fetcher/plan.py", "fetcher/rows.py", "fetcher/codec.py",
     "fetcher/merge.py", "fetcher/proto_views.py", "fetcher/keys.py", "kvstores/redis.py",
+    "kvstores/embedded.py",
 )
 REDIS_PORT = 6490
 USERS = 1_000

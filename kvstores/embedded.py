@@ -109,6 +109,8 @@ class EmbeddedStore(KVStore):
             raise StoreError(f"cannot open embedded store {self.path!r}{hint}: {exc}") from exc
         self._max_key = int(self._env.max_key_size())
         self._prefixes: dict[str, bytes] = {}
+        # dataset -> (its prefix, the longest entity key it fits): the read path's check.
+        self._key_rooms: dict[str, tuple[bytes, int]] = {}
         # LMDB allows one write txn at a time; queueing writers here keeps them
         # from each holding a worker thread while blocked on LMDB's mutex, and
         # lets close() wait for the write in flight.
@@ -135,6 +137,17 @@ class EmbeddedStore(KVStore):
 
     def _entity_prefix(self, dataset: str, key: bytes) -> bytes:
         """Stored-key prefix shared by all versions of (dataset, key)."""
+        room = self._key_rooms.get(dataset)
+        if room is not None and len(key) <= room[1]:
+            return room[0] + _KEY_LEN.pack(len(key)) + key
+        prefix = self._checked_entity_prefix(dataset, key)
+        dataset_prefix = self._prefixes[dataset]
+        longest = min(_KEY_MAX, self._max_key - _FRAMING - (len(dataset_prefix) - 1))
+        self._key_rooms[dataset] = (dataset_prefix, longest)
+        return prefix
+
+    def _checked_entity_prefix(self, dataset: str, key: bytes) -> bytes:
+        """_entity_prefix with every check (and its error), for a dataset's first key."""
         dataset_prefix = self._dataset_prefix(dataset)
         if len(key) > _KEY_MAX:
             raise ValueError(f"key of {len(key)} bytes in dataset {dataset!r}: at most {_KEY_MAX}")
@@ -162,20 +175,39 @@ class EmbeddedStore(KVStore):
     def _get_batch(self, lookups: Sequence[Lookup]) -> list[Found | None]:
         now_ms = time.time_ns() // 1_000_000
         results: list[Found | None] = []
+        append = results.append
+        entity_prefix = self._entity_prefix
+        unpack = _U64.unpack_from
         # One short read txn per batch: a consistent snapshot, and a reader slot
         # held only for the microseconds of the batch so the writer can reuse pages.
         with self._env.begin(buffers=False) as txn:
             cursor = txn.cursor()
+            set_range, stored_key_at, stored_value_at = cursor.set_range, cursor.key, cursor.value
             for dataset, key, at_ms in lookups:
-                prefix = self._entity_prefix(dataset, key)
+                prefix = entity_prefix(dataset, key)
                 if at_ms is None:
                     seek = prefix
                 elif at_ms < _INT64_MIN:
-                    results.append(None)
+                    append(None)
                     continue
                 else:
                     seek = prefix + _inverted(min(at_ms, _INT64_MAX))
-                results.append(self._first_visible(cursor, prefix, seek, now_ms))
+                # _first_visible inlined for its usual answer, the first version found
+                # (no iterator, no tuple per version); an expired one takes the loop.
+                if not set_range(seek):
+                    append(None)
+                    continue
+                stored_key = stored_key_at()
+                size = len(prefix) + 8
+                if len(stored_key) != size or not stored_key.startswith(prefix):
+                    append(None)
+                    continue
+                stored_value = stored_value_at()
+                expires_ms = unpack(stored_value)[0]
+                if expires_ms == 0 or expires_ms > now_ms:
+                    append((stored_value[8:], _INT64_MAX - unpack(stored_key, size - 8)[0]))
+                else:
+                    append(self._first_visible(cursor, prefix, seek, now_ms))
         return results
 
     @staticmethod

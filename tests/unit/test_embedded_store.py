@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvstores import EmbeddedStore, Row, StoreError
 
@@ -178,3 +182,66 @@ def test_constructor_validation(tmp_path: Path) -> None:
         EmbeddedStore(tmp_path / "x", max_versions=0)
     with pytest.raises(ValueError, match="map_size"):
         EmbeddedStore(tmp_path / "x", map_size=1000)
+
+
+async def test_a_long_key_after_short_ones_of_its_dataset_is_still_refused(
+    store: EmbeddedStore,
+) -> None:
+    # The read path remembers each dataset's longest key: the check must still hold.
+    assert await store.multi_get([("d", b"k", None)]) == [None]
+    with pytest.raises(ValueError, match="too long for LMDB"):
+        await store.multi_get([("d", b"k" * 600, None)])
+    with pytest.raises(ValueError, match="at most 65535"):
+        await store.multi_put([Row("d", b"k" * 70_000, b"v", 1)])
+
+
+_VERSION = st.tuples(
+    st.sampled_from(["a", "bb"]), st.sampled_from([b"", b"k", b"k2", b"k\x00"]),
+    st.integers(-5, 5),  # event time
+    st.sampled_from(["never", "expired", "live"]),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    versions=st.lists(_VERSION, max_size=12),
+    ats=st.lists(st.one_of(st.none(), st.integers(-7, 7), st.just(INT64_MIN - 1),
+                           st.just(INT64_MAX + 1)), min_size=1, max_size=6),
+)  # fmt: skip
+def test_reads_equal_a_model_of_versions_and_expiry(
+    tmp_path_factory: pytest.TempPathFactory, versions: list[Any], ats: list[int | None]
+) -> None:
+    # Rows written by hand per docs/storage-layout.md, some expired; every lookup must
+    # give the newest visible version at or before its time, as a plain model says.
+    path = tmp_path_factory.mktemp("model") / "m.lmdb"
+    now_ms = time.time_ns() // 1_000_000
+    expiry = {"never": 0, "expired": now_ms - 60_000, "live": now_ms + 3_600_000}
+    stored: dict[tuple[str, bytes, int], tuple[bytes, str]] = {}
+    env = lmdb.open(str(path), map_size=16 << 20)
+    with env.begin(write=True) as txn:
+        for dataset, key, event_ms, kind in versions:
+            value = f"{dataset}/{key!r}/{event_ms}/{kind}".encode()
+            stored[(dataset, key, event_ms)] = (value, kind)
+            prefix = bytes([len(dataset)]) + dataset.encode() + struct.pack(">H", len(key)) + key
+            txn.put(prefix + struct.pack(">Q", INT64_MAX - event_ms),
+                    struct.pack(">Q", expiry[kind]) + value)
+    env.close()
+
+    def model(dataset: str, key: bytes, at: int | None) -> tuple[bytes, int] | None:
+        times = sorted((t for d, k, t in stored if (d, k) == (dataset, key)), reverse=True)
+        for t in times:
+            value, kind = stored[(dataset, key, t)]
+            if (at is None or t <= at) and kind != "expired":
+                return value, t
+        return None
+
+    lookups = [(d, k, at) for at in ats for d in ("a", "bb") for k in (b"k", b"", b"k\x00")]
+
+    async def read() -> list[Any]:
+        store = EmbeddedStore(path, readonly=True)
+        try:
+            return await store.multi_get(lookups)
+        finally:
+            await store.close()
+
+    assert asyncio.run(read()) == [model(*lookup) for lookup in lookups]
