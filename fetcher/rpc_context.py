@@ -1,15 +1,9 @@
 """Per-RPC context around every unary handler: request id, authorization, tracing, access log.
 
-RpcContextInterceptor wraps each unary-unary handler once per method (cached), so the
-per-call cost is one extra coroutine frame. Authorization needs the target named in
-the request, which an interceptor alone never sees; the wrapped handler does, so the
-check runs here and FeatureServicer stays unaware of it.
-
-The server applies it when handlers are registered (`registrar`), not as a grpc.aio
-interceptor: with any interceptor installed, grpc.aio runs the interceptor chain as a
-coroutine on every call to find the handler, which cost ~12% of the requests/s of an
-L1-warm GetFeatures (docs/benchmarks.md, "Handlers wrapped at registration"). It still
-works as an interceptor (intercept_service) for servers built by hand.
+A grpc.aio server interceptor that wraps each unary-unary handler once per method
+(cached), so the per-call cost is one extra coroutine frame. Authorization needs the
+target named in the request, which an interceptor alone never sees; the wrapped
+handler does, so the check runs here and FeatureServicer stays unaware of it.
 """
 
 from __future__ import annotations
@@ -18,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -93,32 +87,16 @@ class RpcContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         wrapped = self._wrapped.get(method)
         if wrapped is not None:
             return wrapped
-        return self.wrap_handler(method, await continuation(handler_call_details))
-
-    def wrap_handler(
-        self, method: str, handler: grpc.RpcMethodHandler | None
-    ) -> grpc.RpcMethodHandler | None:
-        """`handler` of `method` ("/package.Service/Method") with the per-RPC context around it.
-
-        Unary-unary handlers only: streams (health Watch, reflection) are returned as
-        they are. Wrapped once per method name.
-        """
+        handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
-            return handler
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                self._wrap(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-            self._wrapped[method] = wrapped
+            return handler  # streams (health Watch, reflection) are passed through as they are
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._wrap(method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._wrapped[method] = wrapped
         return wrapped
-
-    def registrar(self, server: grpc.aio.Server) -> Registrar:
-        """What to pass to the add_*Servicer_to_server functions so that every handler
-        they register on `server` is wrapped (see the module docstring)."""
-        return Registrar(server, self)
 
     def _wrap(self, method: str, inner: _Behavior) -> _Behavior:
         guarded = self._authorizer is not None and method.startswith(FEATURE_SERVICE_PREFIX)
@@ -201,48 +179,3 @@ class RpcContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._metrics.rpc_latency.labels(method, code.name).observe(time.perf_counter() - started)
         # Rate-limited: a misconfigured client must not flood the log.
         self._metrics.log_limited(log, f"refused:{code.name}", "refused %s: %s", method, code.name)
-
-
-class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """A generic handler whose unary handlers come wrapped by an RpcContextInterceptor."""
-
-    def __init__(self, inner: grpc.GenericRpcHandler, context: RpcContextInterceptor) -> None:
-        self._inner = inner
-        self._context = context
-
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
-        """The inner handler's answer for this method, wrapped (cached per method)."""
-        method: str = handler_call_details.method
-        wrapped = self._context._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        return self._context.wrap_handler(method, self._inner.service(handler_call_details))
-
-
-class Registrar:
-    """The registration side of a grpc.aio.Server, wrapping every handler it is given.
-
-    Generated `add_<Service>Servicer_to_server` functions (and grpc_health's,
-    grpc_reflection's) call exactly these two methods.
-    """
-
-    def __init__(self, server: grpc.aio.Server, context: RpcContextInterceptor) -> None:
-        self._server = server
-        self._context = context
-
-    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        """Register generic handlers whose unary methods come wrapped."""
-        self._server.add_generic_rpc_handlers(
-            tuple(_WrappedGeneric(handler, self._context) for handler in handlers)
-        )
-
-    def add_registered_method_handlers(
-        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
-    ) -> None:
-        """Register a service's method handlers, each wrapped."""
-        wrap = self._context.wrap_handler
-        self._server.add_registered_method_handlers(
-            service_name,
-            {name: wrap(f"/{service_name}/{name}", handler)
-             for name, handler in method_handlers.items()},
-        )  # fmt: skip

@@ -187,15 +187,11 @@ class App:
         )
         self._rpc = interceptor
         server = grpc.aio.server(
+            interceptors=[interceptor],
             options=server_options(server_settings, reuse_port=self._reuse_port),
         )
-        # Every unary handler gets the RPC context when it is registered, not through a
-        # grpc.aio interceptor (which costs a coroutine per call: fetcher.rpc_context).
-        registrar: Any = interceptor.registrar(server)
-        add_feature_service(servicer, registrar)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, registrar)
-        # grpc_reflection picks its aio servicer by isinstance(server, grpc.aio.Server);
-        # its one stream method needs no wrapping, so it gets the server itself.
+        add_feature_service(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
