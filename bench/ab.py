@@ -9,8 +9,11 @@ per ref from its own tree on the bench's own Redis (data loaded once with the cu
 every bench value, then measures every scenario on each ref in turn, `--runs` rounds
 interleaved (ref A, ref B, ref A, ...), servers pinned to core 0 and the load client
 (ghz, or bench/grpc_load.py in the "raw client" scenarios) to core 1 as in `make bench`.
-Prints medians and the B/A ratio per scenario; L1 off (every row from Redis) unless
-`--l1-warm`.
+Prints medians and the B/A ratio per scenario, of requests/s and of the server's CPU
+per request (user + system time of the server process over the run, /proc): on a
+shared machine the CPU per request moves much less with other load than requests/s.
+L1 off (every row from Redis) unless `--l1-warm`. Redis shares core 0: its CPU is not
+in the server's.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from bench import checks, loadgen, prereqs
 from bench.data import FIRST_USER, DataSet, fetcher_request_json, request_users, write_json
 from bench.lab import PORTS, ROOT, Cores, Lab
 from bench.loadgen import Measurement
-from bench.procs import Proc
+from bench.procs import Proc, children, cpu_s
 from bench.protoset import write_descriptor_set
 from bench.report import SCENARIOS, Scenario
 from fetcher.v1 import feature_service_pb2 as pb
@@ -79,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--base-port", type=int, default=6460)
     parser.add_argument("--l1-warm", action="store_true")
+    parser.add_argument("--only", default="", help="only the scenarios whose name has this")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench-ab")
     args = parser.parse_args(argv)
+    scenarios = [s for s in SCENARIOS if args.only in s.name]
+    if not scenarios:
+        parser.error(f"--only {args.only!r}: no scenario has it in its name")
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -89,19 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     ghz = prereqs.ghz_path()
     protoset = write_descriptor_set(pb.DESCRIPTOR, out / "fetcher.protoset")
     results: dict[tuple[str, str], list[Measurement]] = {}
+    cpu_us: dict[tuple[str, str], list[float]] = {}  # server CPU µs per request
     try:
         lab.start_redis()
         lab.load_fetcher_rows()
         servers: dict[str, int] = {}
+        pids: dict[str, list[int]] = {}
         for i, ref in enumerate(args.refs):
             tree = export(ref, out / "trees" / f"{i}-{ref.replace('/', '_')}")
             port = args.base_port + len(PORTS) + i
-            lab.start_tree(f"ab{i}", port, tree, l1_cold=not args.l1_warm)
+            proc = lab.start_tree(f"ab{i}", port, tree, l1_cold=not args.l1_warm)
+            pids[ref] = [proc.pid, *children(proc.pid)]
             sample = [FIRST_USER + j * 7 % data.users for j in range(min(50, data.users))]
             checks.check_fetcher_api(f"fetcher {ref}", f"127.0.0.1:{port}", sample, data.event_ms)
             servers[ref] = port
         files = {}
-        for s in SCENARIOS:
+        for s in scenarios:
             if s.entities in files:
                 continue
             requests = request_users(
@@ -113,27 +123,39 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.l1_warm:
             for port in servers.values():  # every user read once: L1 holds them all
-                for s in SCENARIOS:
-                    if s.client == "ghz":
+                warmed: set[int] = set()
+                for s in scenarios:  # one scenario per request file
+                    if s.entities not in warmed:
+                        warmed.add(s.entities)
                         _load(ghz, port, protoset, files[s.entities], s, 2.0, lab)
         for run in range(args.runs):
-            for s in SCENARIOS:
+            for s in scenarios:
                 for ref, port in servers.items():
+                    before = sum(map(cpu_s, pids[ref]))
                     m = _load(ghz, port, protoset, files[s.entities], s, args.seconds, lab)
+                    # The load tools warm up and stop inside their run: a few requests'
+                    # CPU around the measured window is counted, the same for both refs.
+                    per_request = (sum(map(cpu_s, pids[ref])) - before) / max(1, m.requests) * 1e6
                     results.setdefault((s.name, ref), []).append(m)
+                    cpu_us.setdefault((s.name, ref), []).append(per_request)
                     print(f"ab: run {run + 1} {s.name} {ref}: {m.rps:,.0f} req/s "
-                          f"p50 {m.p50_ms:.2f} ms, {m.errors} errors", flush=True)  # fmt: skip
+                          f"p50 {m.p50_ms:.2f} ms, {per_request:,.0f} µs CPU/req, "
+                          f"{m.errors} errors", flush=True)  # fmt: skip
     finally:
         lab.close()
     a, b = args.refs
-    print(f"\n| scenario | {a} req/s | {b} req/s | {b}/{a} | {a} p50 ms | {b} p50 ms |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for s in SCENARIOS:
+    print(f"\n| scenario | {a} req/s | {b} req/s | {b}/{a} | {a} p50 ms | {b} p50 ms "
+          f"| {a} CPU µs/req | {b} CPU µs/req | {b}/{a} CPU |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s in scenarios:
         ra = statistics.median(m.rps for m in results[(s.name, a)])
         rb = statistics.median(m.rps for m in results[(s.name, b)])
         pa = statistics.median(m.p50_ms for m in results[(s.name, a)])
         pb_ = statistics.median(m.p50_ms for m in results[(s.name, b)])
-        print(f"| {s.name} | {ra:,.0f} | {rb:,.0f} | {rb / ra:.2f} | {pa:.2f} | {pb_:.2f} |")
+        ca = statistics.median(cpu_us[(s.name, a)])
+        cb = statistics.median(cpu_us[(s.name, b)])
+        print(f"| {s.name} | {ra:,.0f} | {rb:,.0f} | {rb / ra:.2f} | {pa:.2f} | {pb_:.2f} "
+              f"| {ca:,.0f} | {cb:,.0f} | {cb / ca:.2f} |")  # fmt: skip
     return 0
 
 

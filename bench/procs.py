@@ -116,6 +116,13 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) `pid` has used, from /proc/PID/stat."""
+    # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """VmRSS of `pid` in MB (1e6 bytes), from /proc/PID/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
