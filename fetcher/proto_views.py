@@ -10,15 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from fetcher.merge import EntityVector
 from fetcher.plan import Plans, TargetPlan
 from fetcher.rows import varint
 from fetcher.types import Feature, FeatureGroup, KeyColumn, KeyType
 from fetcher.v1 import feature_service_pb2 as pb
 
-_parse_vector = pb.FeatureVector.FromString
-_parse_get = pb.GetFeaturesResponse.FromString
-_parse_batch = pb.GetBatchFeaturesResponse.FromString
 # GetBatchFeaturesResponse.vectors and GetFeaturesResponse.vector: both field 2,
 # length-delimited.
 _TAG_VECTORS = b"\x12"
@@ -93,7 +89,7 @@ class TargetView:
             groups=[join.group.name for join in plan.joins],
             feature_groups=plan.feature_joins,
         )
-        # GetBatchFeaturesResponse.metadata (field 1) as wire bytes, for batch_response.
+        # The responses' metadata (field 1 of both) as wire bytes, for the *_wire builders.
         body = self.metadata.SerializeToString()
         self._metadata_wire = b"\x0a" + varint(len(body)) + body
         self.read_keys = key_reader(plan.request_keys)
@@ -101,21 +97,9 @@ class TargetView:
         # of a few lengths (all of one length for groups of numbers). Bounded below.
         self._heads: dict[int, bytes] = {}
 
-    def vector(self, vector: EntityVector) -> pb.FeatureVector:
-        """One entity's FeatureVector: the merged rows are its wire form, parsed in C."""
-        return _parse_vector(vector.wire)
-
     def response_wire(self, wire: bytes) -> bytes:
         """A whole GetFeaturesResponse (metadata + the vector `wire`) as wire bytes."""
         return b"".join((self._metadata_wire, _TAG_VECTORS, varint(len(wire)), wire))
-
-    def response(self, wire: bytes) -> pb.GetFeaturesResponse:
-        """response_wire() as a message, in one C parse.
-
-        Cheaper than GetFeaturesResponse(metadata=..., vector=...), which copies the
-        metadata message field by field on every call.
-        """
-        return _parse_get(self.response_wire(wire))
 
     def batch_response_wire(self, wires: Sequence[bytes]) -> bytes:
         """A whole GetBatchFeaturesResponse (metadata + the vectors' wire bytes) as wire bytes.
@@ -136,14 +120,6 @@ class TargetView:
             append(head)
             append(wire)
         return b"".join(parts)
-
-    def batch_response(self, wires: Sequence[bytes]) -> pb.GetBatchFeaturesResponse:
-        """batch_response_wire() as a message, in one C parse.
-
-        Cheaper than building a FeatureVector per entity and copying each into the
-        response: the vectors are already wire bytes.
-        """
-        return _parse_batch(self.batch_response_wire(wires))
 
 
 def _keys(columns: tuple[KeyColumn, ...]) -> list[pb.KeyColumn]:

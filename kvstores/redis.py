@@ -96,6 +96,8 @@ _SCRIPT_LOAD = b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%d\r\n%s\r\n" % (
 )
 #: Suffix of the latest-copy key: the versions key + this.
 LATEST_SUFFIX = b":latest"
+# What follows the entity key bytes in a latest key: the hash tag's end, then the suffix.
+_LATEST_TAIL = b"}" + LATEST_SUFFIX
 # Latest lookups per MGET: Redis answers an MGET in one go (about 1 µs per key), so a
 # large batch is split like the scripts.
 _MGET_CHUNK = 500
@@ -237,7 +239,7 @@ class BaseRedisStore(KVStore, Generic[ClientT]):
 
     def latest_key(self, dataset: str, key: bytes) -> bytes:
         """The Redis key holding the newest version of (dataset, key) (latest_keys)."""
-        return self._key_prefix(dataset) + key + b"}" + LATEST_SUFFIX
+        return self._key_prefix(dataset) + key + _LATEST_TAIL
 
     async def multi_get(self, lookups: Sequence[Lookup]) -> list[Found | None]:
         """Latest version at or before each lookup's time, or None.
@@ -426,16 +428,14 @@ class RedisStore(BaseRedisStore[Redis]):
             # Which lookups read the sorted sets (see BaseRedisStore._read).
             versions = [at_ms is not None or key[:1] in _NO_LATEST for _, key, at_ms in lookups]
             if not any(versions):  # The usual call: every lookup wants the latest version.
-                return await self._exchange(self._pack_mgets(lookups), [])
+                return await self._exchange(lookups, ())
             if not all(versions):
                 latest = list(compress(lookups, [not v for v in versions]))
-                members = await self._exchange(
-                    self._pack_mgets(latest), list(compress(lookups, versions))
-                )
+                members = await self._exchange(latest, list(compress(lookups, versions)))
                 # MGET members first, then the script's, back in the lookups' order.
                 from_mget, from_script = iter(members[: len(latest)]), iter(members[len(latest) :])
                 return [next(from_script) if v else next(from_mget) for v in versions]
-        return await self._exchange((b"", 0), lookups)
+        return await self._exchange((), lookups)
 
     def _pack_mgets(self, lookups: Sequence[Lookup]) -> tuple[bytes, int]:
         """The RESP bytes of one MGET of latest keys per chunk of lookups, and the count."""
@@ -443,8 +443,7 @@ class RedisStore(BaseRedisStore[Redis]):
         # argument by argument and was ~19% of the server's CPU at 200 ZRANGEs.
         prefixes = self._prefixes
         parts: list[bytes] = []
-        tail = b"}" + LATEST_SUFFIX
-        size = len(tail)
+        tail, size = _LATEST_TAIL, len(_LATEST_TAIL)
         for start in range(0, len(lookups), _MGET_CHUNK):
             chunk = lookups[start : start + _MGET_CHUNK]
             parts.append(b"*%d\r\n$4\r\nMGET\r\n" % (len(chunk) + 1))
@@ -452,7 +451,7 @@ class RedisStore(BaseRedisStore[Redis]):
                 prefix = prefixes.get(dataset) or self._key_prefix(dataset)
                 length = len(prefix) + len(key) + size
                 parts.append(b"$%d\r\n%s%s%s\r\n" % (length, prefix, key, tail))
-        return b"".join(parts), len(parts) - len(lookups)
+        return b"".join(parts), -(-len(lookups) // _MGET_CHUNK)
 
     def _pack_scripts(self, lookups: Sequence[Lookup]) -> tuple[bytes, int]:
         """The RESP bytes of one read EVALSHA per chunk of lookups, and the count."""
@@ -476,13 +475,13 @@ class RedisStore(BaseRedisStore[Redis]):
         return b"".join(parts), -(-len(lookups) // _SCRIPT_CHUNK)
 
     async def _exchange(
-        self, mgets: tuple[bytes, int], scripted: Sequence[Lookup]
+        self, latest: Sequence[Lookup], scripted: Sequence[Lookup]
     ) -> list[bytes | None]:
-        """Send the packed MGETs and scripts for `scripted` in one write; members in order.
+        """One write: MGETs of `latest`'s latest keys, then read scripts for `scripted`.
 
-        Loads the read script when Redis lacks it.
+        Members in that order; loads the read script when Redis lacks it.
         """
-        request, count = mgets
+        request, count = self._pack_mgets(latest) if latest else (b"", 0)
         if scripted:
             scripts, script_count = self._pack_scripts(scripted)
             request += scripts

@@ -17,7 +17,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +99,6 @@ class RedisServer:
         self.process.send_signal(signal.SIGCONT)
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
 async def _raises_store_error_fast(store: RedisStore) -> StoreError:
     started = time.monotonic()
     with pytest.raises(StoreError) as info:
@@ -126,17 +118,17 @@ async def test_redis_construction_is_lazy_and_ping_reports() -> None:
     await store.close()
 
 
-async def test_redis_down_then_back_same_store(redis_server: RedisServer) -> None:
-    store = RedisStore(redis_server.url, timeout_s=0.2)
+async def test_redis_down_then_back_same_store(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url, timeout_s=0.2)
     await store.multi_put([Row("d", b"k", b"v", 1)])
     assert await store.multi_get([("d", b"k", None)]) == [(b"v", 1)]
 
-    redis_server.stop()
+    own_redis.stop()
     await _raises_store_error_fast(store)
     with pytest.raises(StoreError):
         await store.ping()
 
-    redis_server.start()  # same port, empty (no persistence)
+    own_redis.start()  # same port, empty (no persistence)
     assert await store.multi_get([("d", b"k", None)]) == [None]
     await store.multi_put([Row("d", b"k", b"again", 2)])
     assert await store.multi_get([("d", b"k", None)]) == [(b"again", 2)]
@@ -144,25 +136,25 @@ async def test_redis_down_then_back_same_store(redis_server: RedisServer) -> Non
     # Restarted between two calls: the pooled connection is stale, not reused.
     # The loop must run once to see the closed socket, as it always does in a
     # server between a restart and the next request.
-    redis_server.stop()
+    own_redis.stop()
     await asyncio.sleep(0.05)
-    redis_server.start()
+    own_redis.start()
     assert await store.multi_get([("d", b"k", None)]) == [None]
     await store.ping()
     await store.close()
 
 
-async def test_redis_hung_server_times_out_then_recovers(redis_server: RedisServer) -> None:
-    store = RedisStore(redis_server.url, timeout_s=0.2)
+async def test_redis_hung_server_times_out_then_recovers(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url, timeout_s=0.2)
     await store.multi_put([Row("d", b"k", b"v", 1)])
-    redis_server.freeze()
+    own_redis.freeze()
     try:
         error = await _raises_store_error_fast(store)
         assert "timeout" in repr(error.__cause__).lower()
         with pytest.raises(StoreError):
             await store.ping()
     finally:
-        redis_server.thaw()
+        own_redis.thaw()
     # The replies the frozen server sends late must not leak into later calls.
     for _ in range(3):
         assert await store.multi_get([("d", b"k", None), ("d", b"x", None)]) == [(b"v", 1), None]
