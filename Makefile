@@ -21,6 +21,7 @@ proto: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 services: setup
 	@bash scripts/services.sh start

@@ -1,8 +1,8 @@
 """Fetch path CPU: µs of process CPU per GetFeatures / GetBatchFeatures, old code vs new.
 
-In process, no network between client and server: the RPC wrapper (fetcher.rpc_context)
+In process, no network between client and server: the RPC wrapper (fetcher.server._rpc_context)
 around FeatureServicer's method handlers as the server registers them
-(fetcher.service.feature_handlers; the generated ones for trees before it), each call
+(fetcher.api._service.feature_handlers; the generated ones for trees before it), each call
 followed by the handler's response serializer as gRPC would run it, over a FetchEngine
 on the bench catalog (bench/config/catalog, service user_ab: two groups of 20 float64 in
 one store), called directly with a minimal context object, on uvloop. The store is a
@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "bench" / "config" / "catalog"
 # The modules whose old and new versions are compared; everything else is shared.
 OWNED = (
-    "fetcher/engine.py", "fetcher/service.py", "fetcher/singleflight.py",
-    "fetcher/cache_l1.py", "fetcher/admission.py", "fetcher/breaker.py",
-    "fetcher/rpc_context.py", "fetcher/plan.py", "fetcher/rows.py", "fetcher/codec.py",
-    "fetcher/merge.py", "fetcher/proto_views.py", "fetcher/keys.py", "kvstores/redis.py",
-    "kvstores/embedded.py",
+    "fetcher/engine/_fetch.py", "fetcher/engine/_plan.py", "fetcher/engine/_rows.py",
+    "fetcher/engine/_merge.py", "fetcher/engine/_breaker.py", "fetcher/api/_service.py",
+    "fetcher/api/_admission.py", "fetcher/api/_proto_views.py", "fetcher/api/_wire.py",
+    "fetcher/cache/_singleflight.py", "fetcher/cache/_l1.py", "fetcher/server/_rpc_context.py",
+    "fetcher/codec/_avro.py", "fetcher/codec/_keys.py", "kvstores/redis.py", "kvstores/embedded.py",
 )
 REDIS_PORT = 6490
 USERS = 1_000
@@ -77,7 +77,7 @@ async def _open_store(kind: str, scratch: Path) -> Any:
 
 
 async def _fill(store: Any, snapshot: Any) -> None:
-    from fetcher.keys import key_encoder
+    from fetcher.codec._keys import key_encoder
     from kvstores import Row
 
     now_ms = time.time_ns() // 1_000_000
@@ -95,22 +95,22 @@ async def _fill(store: Any, snapshot: Any) -> None:
 
 async def _worker(kind: str, calls: int) -> dict[str, Any]:
     """Measure every scenario once in this process; CPU and wall µs per call."""
-    import fetcher.engine
-    from fetcher.admission import Admission
+    import fetcher.engine._fetch
+    from fetcher.api._admission import Admission
+    from fetcher.api._service import FeatureServicer
+    from fetcher.api._snapshot import build_snapshot
     from fetcher.cache import L1Cache, SingleFlight
-    from fetcher.catalog import load_catalog
-    from fetcher.engine import CacheTiers, FetchEngine, StoreHandle
+    from fetcher.catalog._loader import load_catalog
+    from fetcher.engine._fetch import CacheTiers, FetchEngine, StoreHandle
     from fetcher.metrics import Metrics
-    from fetcher.rpc_context import RpcContextInterceptor
-    from fetcher.service import FeatureServicer
-    from fetcher.snapshot import build_snapshot
+    from fetcher.server._rpc_context import RpcContextInterceptor
     from fetcher.v1 import feature_service_pb2 as pb
 
     snapshot = build_snapshot(load_catalog(CATALOG))
     scratch = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
     store = await _open_store(kind, scratch)
     await _fill(store, snapshot)
-    out: dict[str, Any] = {"engine": fetcher.engine.__file__}
+    out: dict[str, Any] = {"engine": fetcher.engine._fetch.__file__}
     try:
         for l1_on in (False, True):
             metrics = Metrics()
@@ -119,7 +119,7 @@ async def _worker(kind: str, calls: int) -> dict[str, Any]:
                 default_l1_ttl_s=3600.0, default_l2_ttl_s=60.0, negative_ttl_s=1.0,
                 l1_enabled=l1_on,
             )
-            # The production defaults of [stores.*] and [server] (fetcher/settings.py).
+            # The production defaults of [stores.*] and [server] (fetcher/config/_settings.py).
             handle = StoreHandle("bench", store, 0.5, max_in_flight=64, breaker_failures=5)
             engine = FetchEngine({"bench": handle}, tiers, metrics)
             servicer = FeatureServicer(
@@ -177,8 +177,8 @@ def _handlers(servicer: Any) -> dict[str, Any]:
     from fetcher.v1 import feature_service_pb2 as pb
 
     try:
-        from fetcher.service import feature_handlers
-    except ImportError:  # a tree from before fetcher.service.feature_handlers
+        from fetcher.api._service import feature_handlers
+    except ImportError:  # a tree from before fetcher.api._service.feature_handlers
         return {
             name: grpc.unary_unary_rpc_method_handler(
                 getattr(servicer, name),

@@ -12,10 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from fetcher.catalog import load_catalog
-from fetcher.demo_data import generate_demo_rows
-from fetcher.demo_files import WRITERS
-from fetcher.load import format_report, load_file
+from fetcher.catalog._loader import load_catalog
+from fetcher.demo._data import generate_demo_rows
+from fetcher.demo._files import WRITERS
+from fetcher.load._writer import format_report, load_file
 from kvstores import open_store
 
 

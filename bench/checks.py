@@ -97,7 +97,7 @@ def fill(target: str, users: Sequence[int], ats: Sequence[int | None], batch: in
 
 def check_redis(url: str, users: Sequence[int], data: DataSet) -> None:
     """The raw rows the floor reads decode (with the bench catalog) to the bench data."""
-    from fetcher.catalog import load_catalog
+    from fetcher.catalog._loader import load_catalog
 
     catalog = load_catalog("bench/config/catalog")
     client = redis.Redis.from_url(url)

@@ -16,13 +16,13 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 
 
 def _settings(path: str | None) -> Any:
-    from fetcher.settings import load_settings
+    from fetcher.config import load_settings
 
     return load_settings(path or os.environ.get("FETCHER_SETTINGS"))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from fetcher.workers import run_serve
+    from fetcher.server import run_serve
 
     return run_serve(args.settings or os.environ.get("FETCHER_SETTINGS"), args.workers)
 
@@ -46,7 +46,7 @@ def _format_ms(ms: int) -> str:
 
 def _cmd_get(args: argparse.Namespace) -> int:
     from fetcher.client import FeatureClient
-    from fetcher.keys import KeyValueError, parse_key_text
+    from fetcher.codec import KeyValueError, parse_key_text
     from fetcher.types import FeatureType, KeyColumn, KeyType
 
     name = args.service or args.group
@@ -154,7 +154,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    from fetcher.load_cli import run_load
+    from fetcher.load import run_load
 
     return asyncio.run(run_load(_settings(args.settings), args))
 
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:
         from fetcher.catalog import CatalogError
-        from fetcher.settings import SettingsError
+        from fetcher.config import SettingsError
 
         if isinstance(exc, CatalogError | SettingsError):
             print(f"fetcher {args.command}: {exc}", file=sys.stderr)

@@ -12,6 +12,8 @@ from typing import Any
 
 from cassandra import ConsistencyLevel
 
+from kvstores.url_options import parse_options, positive_float, positive_int
+
 __all__ = [
     "TABLE",
     "consistency_level",
@@ -90,18 +92,15 @@ def _replication_option(text: str) -> dict[str, str | int]:
 
 def parse_url(url: str, *, timeout_s: float) -> dict[str, Any]:
     """Constructor keywords for `cassandra://host[,host...][:port]/keyspace?options`."""
-    # Imported here: the factory imports this module lazily, and shares its parsers.
-    from kvstores.factory import _options, _positive_float, _positive_int
-
     accepted: dict[str, tuple[str, Callable[[str], Any]]] = {
         "consistency": ("consistency", consistency_level),
         "write_consistency": ("write_consistency", consistency_level),
-        "max_in_flight": ("max_in_flight", _positive_int),
-        "timeout_s": ("timeout_s", _positive_float),
-        "write_timeout_s": ("write_timeout_s", _positive_float),
-        "connect_timeout_s": ("connect_timeout_s", _positive_float),
+        "max_in_flight": ("max_in_flight", positive_int),
+        "timeout_s": ("timeout_s", positive_float),
+        "write_timeout_s": ("write_timeout_s", positive_float),
+        "connect_timeout_s": ("connect_timeout_s", positive_float),
         "local_dc": ("local_dc", str),
-        "protocol_version": ("protocol_version", _positive_int),
+        "protocol_version": ("protocol_version", positive_int),
         "replication": ("replication", _replication_option),
     }
     scheme, _, rest = url.partition("://")
@@ -120,6 +119,6 @@ def parse_url(url: str, *, timeout_s: float) -> dict[str, Any]:
             f"store URL {url!r}: expected {scheme}://host[,host...][:port]/keyspace, "
             "e.g. cassandra://127.0.0.1:9042/features"
         )
-    kwargs = _options(url, query, accepted)
+    kwargs = parse_options(url, query, accepted)
     kwargs.setdefault("timeout_s", timeout_s)
     return {"contact_points": points, "port": port, "keyspace": keyspace, **kwargs}

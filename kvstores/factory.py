@@ -17,11 +17,11 @@ Backend options go in the query string, e.g. ``?max_connections=64&max_versions=
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from kvstores.base import KVStore
+from kvstores.url_options import Option, flag, parse_options, positive_float, positive_int
 
 # Each backend (and its driver) is imported by the branch that opens it: a server
 # that only uses Redis never pays cassandra-driver's, botocore's or lmdb's memory.
@@ -42,82 +42,39 @@ _SCHEMES = (
 )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def _versions(text: str) -> int | None:
     # "0" or "none" lifts the bound: every version is kept.
     if text.lower() in ("0", "none"):
         return None
-    return _positive_int(text)
+    return positive_int(text)
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _flag(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
-# option name -> (constructor keyword, parser); the keyword differs when the URL
-# unit is friendlier than the constructor's (map_size_mb vs bytes).
-_Option = tuple[str, Callable[[str], Any]]
-_EMBEDDED_OPTIONS: dict[str, _Option] = {
-    "map_size_mb": ("map_size", lambda text: _positive_int(text) << 20),
+_EMBEDDED_OPTIONS: dict[str, Option] = {
+    "map_size_mb": ("map_size", lambda text: positive_int(text) << 20),
     "max_versions": ("max_versions", _versions),
-    "max_readers": ("max_readers", _positive_int),
-    "readonly": ("readonly", _flag),
-    "sync": ("sync", _flag),
+    "max_readers": ("max_readers", positive_int),
+    "readonly": ("readonly", flag),
+    "sync": ("sync", flag),
 }
-_REDIS_OPTIONS: dict[str, _Option] = {
-    "max_connections": ("max_connections", _positive_int),
+_REDIS_OPTIONS: dict[str, Option] = {
+    "max_connections": ("max_connections", positive_int),
     "max_versions": ("max_versions", _versions),
     "key_prefix": ("key_prefix", str),
-    "latest_keys": ("latest_keys", _flag),
-    "latest_fallback": ("latest_fallback", _flag),
-    "timeout_s": ("timeout_s", _positive_float),
-    "write_timeout_s": ("write_timeout_s", _positive_float),
+    "latest_keys": ("latest_keys", flag),
+    "latest_fallback": ("latest_fallback", flag),
+    "timeout_s": ("timeout_s", positive_float),
+    "write_timeout_s": ("write_timeout_s", positive_float),
 }
 
-_DYNAMODB_OPTIONS: dict[str, _Option] = {
+_DYNAMODB_OPTIONS: dict[str, Option] = {
     "endpoint_url": ("endpoint_url", str),
-    "timeout_s": ("timeout_s", _positive_float),
-    "write_timeout_s": ("write_timeout_s", _positive_float),
-    "connect_timeout_s": ("connect_timeout_s", _positive_float),
-    "max_pool_connections": ("max_pool_connections", _positive_int),
-    "max_attempts": ("max_attempts", _positive_int),
-    "consistent_read": ("consistent_read", _flag),
+    "timeout_s": ("timeout_s", positive_float),
+    "write_timeout_s": ("write_timeout_s", positive_float),
+    "connect_timeout_s": ("connect_timeout_s", positive_float),
+    "max_pool_connections": ("max_pool_connections", positive_int),
+    "max_attempts": ("max_attempts", positive_int),
+    "consistent_read": ("consistent_read", flag),
 }
-
-
-def _options(url: str, query: str, accepted: dict[str, _Option]) -> dict[str, Any]:
-    """Parse the query string into constructor keywords; ValueError names the bad option."""
-    names = ", ".join(sorted(accepted))
-    kwargs: dict[str, Any] = {}
-    for name, text in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
-        if name not in accepted:
-            raise ValueError(f"store URL {url!r}: unknown option {name!r}; accepted: {names}")
-        keyword, parse = accepted[name]
-        if keyword in kwargs:
-            raise ValueError(f"store URL {url!r}: option {name!r} given twice")
-        try:
-            kwargs[keyword] = parse(text)
-        except ValueError as exc:
-            raise ValueError(f"store URL {url!r}: option {name!r}: {exc}") from None
-    return kwargs
 
 
 def _cluster_nodes(url: str, netloc: str) -> list[tuple[str, int]]:
@@ -149,7 +106,7 @@ def _open_cluster(url: str, scheme: str, rest: str, timeout_s: float) -> RedisCl
     if not nodes:
         raise ValueError(f"store URL {url!r}: no nodes; e.g. redis+cluster://127.0.0.1:7001")
     username, _, password = userinfo.partition(":")
-    kwargs = _options(url, query, _REDIS_OPTIONS)
+    kwargs = parse_options(url, query, _REDIS_OPTIONS)
     from kvstores.redis_cluster import RedisClusterStore
 
     kwargs.setdefault("timeout_s", timeout_s)
@@ -167,7 +124,7 @@ def _open_dynamodb(url: str, timeout_s: float) -> DynamoDBStore:
     parts = urlsplit(url)
     if not parts.netloc:
         raise ValueError(f"store URL {url!r}: no region; e.g. dynamodb://us-east-1/fetcher_")
-    kwargs = _options(url, parts.query, _DYNAMODB_OPTIONS)
+    kwargs = parse_options(url, parts.query, _DYNAMODB_OPTIONS)
     kwargs.setdefault("timeout_s", timeout_s)
     prefix = parts.path.removeprefix("/") or "fetcher_"
     from kvstores.dynamodb import DynamoDBStore
@@ -197,7 +154,7 @@ def open_store(url: str, *, timeout_s: float = 0.1) -> KVStore:
         path, _, query = rest.partition("?")
         if not path:
             raise ValueError(f"store URL {url!r}: no path; e.g. embedded://data/demo.lmdb")
-        options = _options(url, query, _EMBEDDED_OPTIONS)
+        options = parse_options(url, query, _EMBEDDED_OPTIONS)
         from kvstores.embedded import EmbeddedStore
 
         return EmbeddedStore(path, **options)
@@ -210,7 +167,7 @@ def open_store(url: str, *, timeout_s: float = 0.1) -> KVStore:
     if scheme.endswith("+cluster"):
         return _open_cluster(url, scheme, rest, timeout_s)
     parts = urlsplit(url)
-    kwargs = _options(url, parts.query, _REDIS_OPTIONS)
+    kwargs = parse_options(url, parts.query, _REDIS_OPTIONS)
     kwargs.setdefault("timeout_s", timeout_s)
     # The store gets the URL without our options; redis-py would reject them.
     bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from fetcher.catalog import load_catalog
+from fetcher.catalog._loader import load_catalog
 from fetcher.client import FeatureClient
-from fetcher.demo import write_demo_files
-from fetcher.demo_data import DemoRow, generate_demo_rows
+from fetcher.demo._data import DemoRow, generate_demo_rows
+from fetcher.demo._write import write_demo_files
 from tests.e2e.extras import EXTRA_FILES, extra_rows
 from tests.e2e.truth import Truth
 from tests.servers import free_port

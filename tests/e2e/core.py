@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fetcher.client import FeatureClient, KeyInput, decode_vectors
-from fetcher.demo_data import demo_cell_id
+from fetcher.demo._data import demo_cell_id
 from fetcher.types import Status
 from tests.e2e.conftest import E2EData
 from tests.e2e.extras import DAY_MS, HOUR_MS, USER_STALE, USER_VERSIONS, version_times

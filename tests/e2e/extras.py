@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fetcher.demo_data import DemoRow
+from fetcher.demo._data import DemoRow
 
 USER_VERSIONS = 20001
 USER_STALE = 20002

@@ -26,9 +26,9 @@ from collections.abc import Collection, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fetcher.catalog import load_catalog
+from fetcher.catalog._loader import load_catalog
 from fetcher.client import FeatureValue, KeyInput
-from fetcher.demo_data import DemoRow
+from fetcher.demo._data import DemoRow
 from fetcher.types import Status
 from tests.e2e.conftest import E2EData
 from tests.e2e.truth import RowState, Truth

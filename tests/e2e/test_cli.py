@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fetcher.client import KeyInput
-from fetcher.demo_data import demo_cell_id
+from fetcher.demo._data import demo_cell_id
 from fetcher.types import FeatureType, Status
 from tests.e2e.conftest import CONFIG_DIR, E2EData, RunningServer, run_fetcher, write_settings
 from tests.e2e.core import now_ms

@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import json_format
 
 from fetcher.client import KeyInput, decode_vectors
-from fetcher.demo_data import demo_cell_id
+from fetcher.demo._data import demo_cell_id
 from fetcher.v1 import feature_service_pb2 as pb
 from tests.e2e.conftest import E2EData, RunningServer, tool
 from tests.e2e.core import now_ms

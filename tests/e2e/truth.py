@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fetcher.catalog import Catalog
+from fetcher.catalog._loader import Catalog
 from fetcher.client import FeatureValue, KeyInput
-from fetcher.demo_data import DemoRow
+from fetcher.demo._data import DemoRow
 from fetcher.types import FeatureType, Status
 
 # The proto zero value a non-PRESENT feature carries in its slot.

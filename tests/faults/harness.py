@@ -24,11 +24,11 @@ from typing import Any
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from fetcher.catalog import Catalog, load_catalog
+from fetcher.catalog._loader import Catalog, load_catalog
 from fetcher.client import KeyInput, key_value, timestamp
-from fetcher.demo import write_demo_rows
-from fetcher.demo_data import DemoRow, generate_demo_rows
-from fetcher.load_rows import RowPreparer
+from fetcher.demo._data import DemoRow, generate_demo_rows
+from fetcher.demo._write import write_demo_rows
+from fetcher.load._rows import RowPreparer
 from fetcher.v1 import feature_service_pb2 as pb
 from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
 from kvstores import EmbeddedStore, KVStore, RedisStore

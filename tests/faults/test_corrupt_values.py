@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from fetcher.codec import MARKER
-from fetcher.keys import key_encoder
+from fetcher.codec._avro import MARKER
+from fetcher.codec._keys import key_encoder
 from kvstores import EmbeddedStore, KVStore, RedisStore, Row
 from tests.faults.harness import Caller, FaultServer, RedisServer, World
 from tests.faults.report import record

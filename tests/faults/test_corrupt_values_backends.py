@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from fetcher.catalog import load_catalog
+from fetcher.catalog._loader import load_catalog
 from fetcher.client import KeyInput
-from fetcher.keys import key_encoder
+from fetcher.codec._keys import key_encoder
 from kvstores import Row, open_store
 from tests.e2e.conftest import E2EData, load_with_cli
 from tests.e2e.multi_backend_support import (

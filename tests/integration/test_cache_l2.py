@@ -220,12 +220,12 @@ async def test_errors_are_logged_at_most_once_per_interval(
 ) -> None:
     l2 = L2Cache(own_redis.url, backoff_s=0, log_every_s=60)
     try:
-        with caplog.at_level(logging.WARNING, logger="fetcher.cache_l2"):
+        with caplog.at_level(logging.WARNING, logger="fetcher.cache.l2"):
             for _ in range(20):
                 await l2.get_many([key(1)])
                 await l2.put_many([(key(1), None)], ttl_s=1, negative_ttl_s=1)
         assert l2.errors == 40
-        records = [r for r in caplog.records if r.name == "fetcher.cache_l2"]
+        records = [r for r in caplog.records if r.name == "fetcher.cache.l2"]
         assert len(records) == 1
         assert str(own_redis.port) in records[0].getMessage()
     finally:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from fetcher.api._snapshot import build_snapshot
 from fetcher.cache import L2Cache
-from fetcher.catalog import load_catalog
-from fetcher.keys import key_encoder
-from fetcher.snapshot import build_snapshot
+from fetcher.catalog._loader import load_catalog
+from fetcher.codec._keys import key_encoder
 from fetcher.types import Status
 from tests.unit.fetch_support import (
     CONFIG_DIR,

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from fetcher.catalog import load_catalog
-from fetcher.demo import write_demo
-from fetcher.demo_data import generate_demo_rows
+from fetcher.catalog._loader import load_catalog
+from fetcher.demo._data import generate_demo_rows
+from fetcher.demo._write import write_demo
 from tests.e2e.conftest import CONFIG_DIR, RunningServer, free_port, serving, write_settings
 from tests.e2e.truth import Truth
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fetcher.catalog import CatalogError, load_catalog
+from fetcher.catalog._loader import CatalogError, load_catalog
 from tests.e2e.conftest import CONFIG_DIR, FETCHER, fetcher_env, free_port, write_settings
 
 FILES = sorted(p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.*"))

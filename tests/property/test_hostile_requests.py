@@ -17,8 +17,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fetcher.api._snapshot import build_snapshot
 from fetcher.client import decode_vectors
-from fetcher.snapshot import build_snapshot
 from fetcher.types import KeyType
 from fetcher.v1 import feature_service_pb2 as pb
 from fetcher.v1 import feature_service_pb2_grpc as pb_grpc

@@ -10,16 +10,16 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fetcher.api import VectorView
+from fetcher.api._snapshot import Snapshot, build_snapshot
 from fetcher.cache import L1Cache, L2Cache, SingleFlight
-from fetcher.catalog import Catalog, load_catalog
-from fetcher.codec import GroupCodec
-from fetcher.engine import CacheTiers, FetchEngine, StoreHandle
-from fetcher.keys import KeyValue, key_encoder
-from fetcher.merge import EntityVector
+from fetcher.catalog._loader import Catalog, load_catalog
+from fetcher.codec._avro import GroupCodec
+from fetcher.codec._keys import KeyValue, key_encoder
+from fetcher.engine._fetch import CacheTiers, FetchEngine, StoreHandle
+from fetcher.engine._plan import TargetPlan
+from fetcher.engine._rows import SLOT_OF_TYPE
 from fetcher.metrics import Metrics
-from fetcher.plan import TargetPlan
-from fetcher.rows import SLOT_OF_TYPE
-from fetcher.snapshot import Snapshot, build_snapshot
 from fetcher.types import FeatureGroup, FeatureType
 from kvstores import EmbeddedStore, KVStore, Row
 from kvstores.base import Found, Lookup
@@ -94,8 +94,8 @@ def expected_slots(group: FeatureGroup, rec: Mapping[str, Any]) -> dict[str, Any
     return {f.name: rec[f.name] for f in group.features}
 
 
-def vector_values(plan: TargetPlan, vector: EntityVector) -> dict[str, Any]:
-    """An EntityVector read back to {prefixed feature name: value}, walking the slots."""
+def vector_values(plan: TargetPlan, vector: VectorView) -> dict[str, Any]:
+    """A vector read back to {prefixed feature name: value}, walking the slots."""
     cursors = [0] * len(vector.values)
     out: dict[str, Any] = {}
     for name, kind in zip(plan.feature_names, plan.feature_types, strict=True):
@@ -228,10 +228,11 @@ class FetchHarness:
         entities: Sequence[Sequence[KeyValue]],
         at: Sequence[int | None] | None = None,
         deadline: float | None = None,
-    ) -> list[EntityVector]:
-        """Engine fetch for a target by kind and name."""
+    ) -> list[VectorView]:
+        """Engine fetch for a target by kind and name, each vector read back."""
         ats: Sequence[int | None] = at if at is not None else [None] * len(entities)
-        return await self.engine.fetch(self.plan(kind, name), entities, ats, deadline)
+        vectors = await self.engine.fetch(self.plan(kind, name), entities, ats, deadline)
+        return [VectorView(v.wire) for v in vectors]
 
     def calls(self, store: str = "main") -> int:
         """multi_get calls the store has had."""

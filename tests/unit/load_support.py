@@ -12,8 +12,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fetcher.codec import GroupCodec, SchemaRegistry, avro_to_features
-from fetcher.keys import key_encoder
+from fetcher.codec._avro import GroupCodec, SchemaRegistry, avro_to_features
+from fetcher.codec._keys import key_encoder
 from fetcher.types import FeatureGroup, KeyColumn, KeyType
 from kvstores import KVStore, Row, StoreError
 from kvstores.base import Found, Lookup

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fetcher.server import LIVENESS_SERVICE, SERVICE_NAME
-from fetcher.settings import Settings, load_settings
+from fetcher.config import Settings, load_settings
+from fetcher.server._app import LIVENESS_SERVICE, SERVICE_NAME
 from tests.unit.deploy_support import IMAGE_SETTINGS, ROOT, SETUP, TOOLS, dockerfile_uid, tool
 
 K8S = ROOT / "deploy" / "kubernetes"

@@ -12,8 +12,8 @@ import subprocess
 
 import yaml
 
-from fetcher.server import SERVICE_NAME
-from fetcher.settings import load_settings
+from fetcher.config import load_settings
+from fetcher.server._app import SERVICE_NAME
 from tests.unit.deploy_support import (
     DOCKERFILE,
     IMAGE_SETTINGS,

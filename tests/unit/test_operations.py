@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from fetcher.logging_json import JsonFormatter, Redactor, configure_logging, request_id
-from fetcher.metrics_http import metrics_address
-from fetcher.reload import config_signature
-from fetcher.security import Authorizer
-from fetcher.server import server_options
-from fetcher.settings import AuthzClient, ServerSettings, SettingsError, load_settings
+from fetcher.config import AuthzClient, ServerSettings, SettingsError, load_settings
+from fetcher.server._app import server_options
+from fetcher.server._logging_json import JsonFormatter, Redactor, configure_logging, request_id
+from fetcher.server._metrics_http import metrics_address
+from fetcher.server._reload import config_signature
+from fetcher.server._security import Authorizer
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -196,9 +196,9 @@ def test_supervisor_path_creates_no_grpc_before_forking() -> None:
     import sys
 
     code = (
-        "import sys, fetcher.cli, fetcher.workers\n"
-        "from fetcher.reload import load_snapshot\n"
-        "from fetcher.settings import load_settings\n"
+        "import sys, fetcher.cli, fetcher.server._workers\n"
+        "from fetcher.server._reload import load_snapshot\n"
+        "from fetcher.config import load_settings\n"
         "s = load_settings('config/demo.toml', env={})\n"
         "load_snapshot(s.server.config_dir, s.stores)\n"
         "import threading\n"

@@ -1,0 +1,42 @@
+"""The gRPC service layer: proto requests -> domain requests (INVALID_ARGUMENT on bad input),
+engine results -> wire responses, response metadata built once per snapshot, admission.
+
+Imports the engine, catalog, codec and the generated protos; never a store or a cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from fetcher.api._admission import Admission, Overloaded
+from fetcher.api._snapshot import Snapshot, build_snapshot
+from fetcher.api._wire import VectorView, encode_values
+
+if TYPE_CHECKING:
+    from fetcher.api._service import FeatureServicer, add_to_server, feature_handlers
+
+# Imported on first use: the service module imports grpc, and a supervisor builds snapshots
+# (this package) before it forks its workers, when grpc must not be loaded yet.
+_LAZY = {name: "fetcher.api._service" for name in ("FeatureServicer", "add_to_server",
+                                                   "feature_handlers")}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "Admission",
+    "FeatureServicer",
+    "Overloaded",
+    "Snapshot",
+    "VectorView",
+    "add_to_server",
+    "build_snapshot",
+    "encode_values",
+    "feature_handlers",
+]

@@ -1,0 +1,25 @@
+"""The fetch engine: per-target plans built once per snapshot, fan-out to the stores in
+parallel behind the cache tiers, deadlines, breakers, and the merge into feature vectors.
+
+Imports the cache, catalog, codec and kvstores layers; never the api layer or protobuf (the
+api layer hands in the encoder of vector values: `build_plans(..., encode_values)`).
+"""
+
+from fetcher.engine._fetch import FetchEngine
+from fetcher.engine._merge import EntityVector
+from fetcher.engine._plan import PlanError, Plans, TargetPlan, build_plans
+from fetcher.engine._rows import ValuesEncoder, varint
+from fetcher.engine._tiers import CacheTiers, StoreHandle
+
+__all__ = [
+    "CacheTiers",
+    "EntityVector",
+    "FetchEngine",
+    "PlanError",
+    "Plans",
+    "StoreHandle",
+    "TargetPlan",
+    "ValuesEncoder",
+    "build_plans",
+    "varint",
+]

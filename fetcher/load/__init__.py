@@ -1,0 +1,12 @@
+"""The writers of one machine: `fetcher load` reads CSV, JSONL or Parquet files, checks each
+row against its group's schema, encodes it with the codec and writes it through a store.
+
+Imports the codec, catalog, config and kvstores layers; nothing of the serving path.
+"""
+
+from fetcher.load._cli import run_load
+from fetcher.load._rows import RowPreparer
+from fetcher.load._values import RowRejected
+from fetcher.load._writer import BatchWriter, LoadReport, load_file
+
+__all__ = ["BatchWriter", "LoadReport", "RowPreparer", "RowRejected", "load_file", "run_load"]

@@ -1,0 +1,181 @@
+"""Per-RPC context around every unary handler: request id, authorization, tracing, access log.
+
+A grpc.aio server interceptor that wraps each unary-unary handler once per method
+(cached), so the per-call cost is one extra coroutine frame. Authorization needs the
+target named in the request, which an interceptor alone never sees; the wrapped
+handler does, so the check runs here and FeatureServicer stays unaware of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from fetcher.metrics import Metrics
+from fetcher.server._logging_json import request_id
+from fetcher.server._security import TARGET_KINDS, Authorizer
+
+log = logging.getLogger("fetcher.rpc")
+
+FEATURE_SERVICE_PREFIX = "/fetcher.v1.FeatureService/"
+_MAX_REQUEST_ID = 128
+_Behavior = Callable[[Any, Any], Awaitable[Any]]
+# The module-level generator: it is reseeded in forked workers, so ids stay distinct.
+_random_bits = random.getrandbits
+
+
+def _incoming_request_id(context: Any) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id":
+            text = str(value)
+            # Bounded and printable: the id is copied into every log line of the request.
+            if 0 < len(text) <= _MAX_REQUEST_ID and text.isprintable():
+                return text
+            break
+    # A log correlation id, not a secret: the PRNG, not a getrandom() syscall per RPC.
+    return f"{_random_bits(64):016x}"
+
+
+class RpcContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Sets the request id, checks authorization, and optionally traces and logs each RPC."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        authorizer: Authorizer | None = None,
+        tracer: Any | None = None,
+        log_requests: bool = False,
+    ) -> None:
+        self._metrics = metrics
+        self._authorizer = authorizer
+        self._tracer = tracer
+        self._log_requests = log_requests
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._accepting = True
+        self._idle = asyncio.Event()
+        self.inflight = 0
+        self.served_ok = 0  # FeatureService RPCs answered OK: the drain's "none lost" proof
+        self.cancelled = 0  # RPCs cancelled while their handler ran
+
+    def close_gate(self) -> None:
+        """From now on answer every RPC with UNAVAILABLE (clients retry elsewhere)."""
+        self._accepting = False
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """After close_gate: wait until no handler runs (True) or `timeout_s` passed (False)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        """Return the method's handler, wrapped once per method name."""
+        method: str = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # streams (health Watch, reflection) are passed through as they are
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._wrap(method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, inner: _Behavior) -> _Behavior:
+        guarded = self._authorizer is not None and method.startswith(FEATURE_SERVICE_PREFIX)
+        short = method.rsplit("/", 1)[-1]
+
+        counted = method.startswith(FEATURE_SERVICE_PREFIX)
+
+        async def behavior(request: Any, context: Any) -> Any:
+            if not self._accepting:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, "server is shutting down: retry on another one"
+                )
+            token = request_id.set(_incoming_request_id(context))
+            # Read only by the access log and by authorization refusals.
+            started = time.perf_counter() if self._log_requests or guarded else 0.0
+            code = "OK"
+            self.inflight += 1
+            try:
+                if guarded:
+                    await self._authorize(short, request, context, started)
+                if self._tracer is None:
+                    response = await inner(request, context)
+                else:
+                    with self._tracer.start_as_current_span(method) as span:
+                        span.set_attribute("rpc.system", "grpc")
+                        span.set_attribute("fetcher.request_id", request_id.get())
+                        response = await inner(request, context)
+                if counted:
+                    self.served_ok += 1
+                return response
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                code = "CANCELLED"
+                raise
+            except BaseException:
+                status = context.code()
+                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+                raise
+            finally:
+                self.inflight -= 1
+                if self.inflight == 0 and not self._accepting:
+                    self._idle.set()
+                if self._log_requests:
+                    log.info(
+                        "rpc %s %s", short, code,
+                        extra={"method": short, "code": code,
+                               "duration_ms": round((time.perf_counter() - started) * 1000, 3)},
+                    )
+                request_id.reset(token)
+
+        return behavior
+
+    async def _authorize(self, method: str, request: Any, context: Any, started: float) -> None:
+        assert self._authorizer is not None
+        grant = self._authorizer.authenticate(context)
+        if grant is None:
+            self._refused(method, grpc.StatusCode.UNAUTHENTICATED, started)
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "no known client identity: present a client certificate the server trusts "
+                "or an `authorization: Bearer <token>` header",
+            )
+        assert grant is not None
+        has_target = "target" in request.DESCRIPTOR.oneofs_by_name
+        which = request.WhichOneof("target") if has_target else None
+        if which is None:
+            # ListFeatureGroups, or a request with no target (the service answers that one).
+            return
+        kind = TARGET_KINDS.get(which)
+        name = getattr(request, which)
+        if kind is not None and not grant.allows(kind, name):
+            self._refused(method, grpc.StatusCode.PERMISSION_DENIED, started)
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"client {grant.client!r} may not read feature {kind} {name!r} "
+                f"(authz.clients.{grant.client}.{kind}s)",
+            )
+
+    def _refused(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self._metrics.rpc_latency.labels(method, code.name).observe(time.perf_counter() - started)
+        # Rate-limited: a misconfigured client must not flood the log.
+        self._metrics.log_limited(log, f"refused:{code.name}", "refused %s: %s", method, code.name)

@@ -1,0 +1,111 @@
+"""Settings: TOML, env overrides, validation messages, masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fetcher.config import (
+    CacheSettings,
+    ServerSettings,
+    SettingsError,
+    StoreSettings,
+    load_settings,
+    mask_url,
+)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fetcher.toml"
+    path.write_text(text)
+    return path
+
+
+def test_demo_settings_load() -> None:
+    s = load_settings("config/demo.toml", env={})
+    assert s.server.listen == "127.0.0.1:50051"
+    assert s.server.config_dir == "config/demo"
+    assert s.stores["main"] == StoreSettings("main", "embedded://data/demo.lmdb")
+    assert s.cache == CacheSettings()
+
+
+def test_defaults_without_file() -> None:
+    s = load_settings(None, env={})
+    assert s.server == ServerSettings() and s.cache == CacheSettings() and s.stores == {}
+
+
+def test_env_overrides_are_typed_and_can_define_a_store(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[stores.main]\nurl = "redis://a:1/0"\n[cache]\nl1_ttl_s = 2\n')
+    env = {
+        "FETCHER__SERVER__LISTEN": "0.0.0.0:6000",
+        "FETCHER__CACHE__L1_MAX_ENTRIES": "10",
+        "FETCHER__CACHE__L2_URL": "redis://:pw@c:6379/1",
+        "FETCHER__STORES__MAIN__TIMEOUT_MS": "25",
+        "FETCHER__STORES__EXTRA__URL": "redis://b:2/0",
+        "FETCHER__STORES__EXTRA__REQUIRED": "false",
+        "PATH": "/bin",
+    }
+    s = load_settings(path, env=env)
+    assert s.server.listen == "0.0.0.0:6000"
+    assert s.cache.l1_max_entries == 10 and s.cache.l1_ttl_s == 2.0
+    assert isinstance(s.cache.l1_ttl_s, float)
+    assert s.cache.l2_url == "redis://:pw@c:6379/1"
+    assert s.stores["main"] == StoreSettings("main", "redis://a:1/0", timeout_ms=25)
+    assert s.stores["extra"] == StoreSettings("extra", "redis://b:2/0", required=False)
+    assert load_settings(path, env={"FETCHER__CACHE__L2_URL": ""}).cache.l2_url is None
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "needles"),
+    [
+        ("[servr]\n", {}, ["fetcher.toml", "servr", "unknown section", "Fix:"]),
+        ("[server]\nlisen = 'x'\n", {}, ["fetcher.toml", "server.lisen", "unknown key", "listen"]),
+        ("[server]\nmax_batch_entities = '5'\n", {}, ["server.max_batch_entities", "integer"]),
+        ("[cache]\nl1_max_entries = -1\n", {}, ["cache.l1_max_entries", "must be >= 0"]),
+        ("[server]\nlisten = 'localhost'\n", {}, ["server.listen", "no valid port", "host:port"]),
+        ("[stores.main]\ntimeout_ms = 5\n", {}, ["stores.main.url", "is missing", "FETCHER__"]),
+        ("[stores.main]\nurl = 'nowhere'\n", {}, ["stores.main.url", "no scheme", "redis://"]),
+        ("", {"FETCHER__CACHE__L1_TTL_S": "soon"}, ["FETCHER__CACHE__L1_TTL_S", "a number"]),
+        ("", {"FETCHER__SERVER__LISTEN": "h:99999"}, ["FETCHER__SERVER__LISTEN", "server.listen"]),
+        ("", {"FETCHER__SERVR__LISTEN": "h:1"}, ["FETCHER__SERVR__LISTEN", "not a settings"]),
+        ("", {"FETCHER__STORES__X__RETRIES": "1"}, ["FETCHER__STORES__X__RETRIES", "unknown key"]),
+        ("[server\n", {}, ["fetcher.toml", "not valid TOML"]),
+    ],
+)
+def test_bad_settings_name_source_key_and_fix(
+    tmp_path: Path, text: str, env: dict[str, str], needles: list[str]
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(_write(tmp_path, text), env=env)
+    for needle in needles:
+        assert needle in str(err.value)
+    assert "Fix:" in str(err.value)
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[server]\nlisten = 'x'\n[cache]\nl2_ttl_s = -1\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(path, env={})
+    assert "server.listen" in str(err.value) and "cache.l2_ttl_s" in str(err.value)
+
+
+def test_missing_file_is_a_settings_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"nope\.toml: cannot read"):
+        load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_passwords_masked() -> None:
+    assert mask_url("redis://:secret@h:6379/0") == "redis://:***@h:6379/0"
+    assert mask_url("redis://user:secret@h/0") == "redis://user:***@h/0"
+    assert mask_url("redis://h:6379/0") == "redis://h:6379/0"
+    s = load_settings(
+        None,
+        env={
+            "FETCHER__STORES__R__URL": "redis://u:hunter2@r/0",
+            "FETCHER__CACHE__L2_URL": "redis://:pw@c/1",
+        },
+    )
+    text = s.describe()
+    assert "hunter2" not in text and "pw@" not in text
+    assert "redis://u:***@r/0" in text and "redis://:***@c/1" in text

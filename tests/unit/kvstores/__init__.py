@@ -1,0 +1,1 @@
+"""Unit tests of the kvstores package (embedded store, URL factory)."""
