@@ -101,6 +101,11 @@ class Metrics:
             "fetcher_decode_errors_total", "Stored values that did not decode",
             ["group", "cause"], registry=r,
         )
+        self.malformed_requests = Counter(
+            "fetcher_malformed_requests_total",
+            "Requests whose body did not parse as the method's message, answered "
+            "INVALID_ARGUMENT", ["method", "cause"], registry=r,
+        )
         self.config_version = Gauge(
             "fetcher_config_info", "Loaded config version (value is 1)", ["version"], registry=r
         )

@@ -22,6 +22,7 @@ from fetcher.api._snapshot import Snapshot
 from fetcher.codec import INT64_MAX, KeyValue
 from fetcher.engine import FetchEngine, TargetPlan
 from fetcher.metrics import Metrics
+from fetcher.quoting import quoted, quoted_list
 from fetcher.types import KeyType
 from fetcher.v1 import feature_service_pb2 as pb
 from fetcher.v1 import feature_service_pb2_grpc as pb_grpc
@@ -86,7 +87,7 @@ def entity_values(plan: TargetPlan, keys: Any, field: str) -> list[KeyValue]:
         extra = sorted(name for name in keys if name not in expected_names)
         raise RequestError(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"{field}: unknown key(s) {', '.join(map(repr, extra))}; "
+            f"{field}: unknown key(s) {quoted_list(extra)}; "
             f"{plan.kind.replace('_', ' ')} {plan.name!r} needs {describe_keys(plan)}",
         )
     return values
@@ -153,7 +154,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             known = ", ".join(sorted(plans)[:20]) or "none"
             raise RequestError(
                 grpc.StatusCode.NOT_FOUND,
-                f"{which}: {name!r} is not in config version {snap.catalog.version} "
+                f"{which}: {quoted(name)} is not in config version {snap.catalog.version} "
                 f"(known: {known})",
             )
         if not plan.online:
@@ -307,7 +308,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         if response is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"name: no feature group or feature service named {request.name!r} in config "
+                f"name: no feature group or feature service named {quoted(request.name)} in config "
                 f"version {snap.catalog.version}",
             )
             raise AssertionError("unreachable: abort raises")

@@ -1,7 +1,10 @@
 """Per-RPC context around every unary handler: request id, authorization, tracing, access log.
 
 A grpc.aio server interceptor that wraps each unary-unary handler once per method
-(cached), so the per-call cost is one extra coroutine frame. Authorization needs the
+(cached), so the per-call cost is one extra coroutine frame. It also wraps the method's
+request deserializer: a body that does not parse is answered INVALID_ARGUMENT, counted by
+method and cause and logged at most once per interval, whichever way the handlers were
+registered (grpc itself would answer UNKNOWN and log a traceback per call). Authorization needs the
 target named in the request, which an interceptor alone never sees; the wrapped
 handler does, so the check runs here and FeatureServicer stays unaware of it.
 """
@@ -16,8 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from fetcher.metrics import Metrics
+from fetcher.quoting import quoted
 from fetcher.server._logging_json import request_id
 from fetcher.server._security import TARGET_KINDS, Authorizer
 
@@ -28,6 +33,40 @@ _MAX_REQUEST_ID = 128
 _Behavior = Callable[[Any, Any], Awaitable[Any]]
 # The module-level generator: it is reseeded in forked workers, so ids stay distinct.
 _random_bits = random.getrandbits
+
+
+class _Malformed:
+    """What the wrapped deserializer returns for a body that does not parse."""
+
+    __slots__ = ("cause",)
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+
+
+def _message_name(deserialize: Callable[[bytes], Any]) -> str:
+    # A generated message's FromString is bound to its class.
+    owner = getattr(deserialize, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", "")) or "request message"
+
+
+def _safe_deserializer(
+    deserialize: Callable[[bytes], Any] | None,
+) -> Callable[[bytes], Any] | None:
+    """`deserialize` that returns a _Malformed instead of raising."""
+    if deserialize is None:
+        return None
+
+    def parse(body: bytes) -> Any:
+        try:
+            return deserialize(body)
+        except DecodeError:
+            return _Malformed("decode_error")
+        except Exception:  # a deserializer other than protobuf's may raise anything
+            return _Malformed("deserializer_error")
+
+    return parse
 
 
 def _incoming_request_id(context: Any) -> str:
@@ -91,16 +130,23 @@ class RpcContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or handler.unary_unary is None:
             return handler  # streams (health Watch, reflection) are passed through as they are
         wrapped = grpc.unary_unary_rpc_method_handler(
-            self._wrap(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            self._wrap(method, handler.unary_unary, handler.request_deserializer),
+            request_deserializer=_safe_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
         self._wrapped[method] = wrapped
         return wrapped
 
-    def _wrap(self, method: str, inner: _Behavior) -> _Behavior:
+    def _wrap(
+        self, method: str, inner: _Behavior, deserialize: Callable[[bytes], Any] | None = None
+    ) -> _Behavior:
         guarded = self._authorizer is not None and method.startswith(FEATURE_SERVICE_PREFIX)
         short = method.rsplit("/", 1)[-1]
+        # Built once per method: the message a malformed body is refused with.
+        refusal = (
+            f"request body is not a valid {_message_name(deserialize)}"
+            if deserialize is not None else "request body is not valid"
+        )
 
         counted = method.startswith(FEATURE_SERVICE_PREFIX)
 
@@ -115,6 +161,8 @@ class RpcContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             code = "OK"
             self.inflight += 1
             try:
+                if request.__class__ is _Malformed:
+                    await self._malformed(short, request.cause, refusal, context, started)
                 if guarded:
                     await self._authorize(short, request, context, started)
                 if self._tracer is None:
@@ -171,9 +219,23 @@ class RpcContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self._refused(method, grpc.StatusCode.PERMISSION_DENIED, started)
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"client {grant.client!r} may not read feature {kind} {name!r} "
+                f"client {grant.client!r} may not read feature {kind} {quoted(name)} "
                 f"(authz.clients.{grant.client}.{kind}s)",
             )
+
+    async def _malformed(
+        self, method: str, cause: str, refusal: str, context: Any, started: float
+    ) -> None:
+        self._metrics.malformed_requests.labels(method, cause).inc()
+        code = grpc.StatusCode.INVALID_ARGUMENT
+        elapsed = time.perf_counter() - started if started else 0.0
+        self._metrics.rpc_latency.labels(method, code.name).observe(elapsed)
+        # Rate-limited and without a traceback: garbage at 10k calls/s is no log storm.
+        self._metrics.log_limited(
+            log, f"malformed:{method}:{cause}",
+            "malformed %s request body (%s): answered INVALID_ARGUMENT", method, cause,
+        )
+        await context.abort(code, refusal)
 
     def _refused(self, method: str, code: grpc.StatusCode, started: float) -> None:
         self._metrics.rpc_latency.labels(method, code.name).observe(time.perf_counter() - started)
