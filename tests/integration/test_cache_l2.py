@@ -19,6 +19,10 @@ from kvstores.base import StoreError
 pytestmark = pytest.mark.integration
 
 OWN_REDIS_PORTS = range(6393, 6396)
+# The cache's timeout where a test needs Redis to answer: L2Cache's default (50 ms) is
+# for serving; a test's calls, a first connect included, must not race it on a busy
+# machine.
+ANSWER_TIMEOUT_S = 2.0
 
 
 def key(n: int, at_ms: int | None = None, dataset: str = "users") -> CacheKey:
@@ -27,7 +31,7 @@ def key(n: int, at_ms: int | None = None, dataset: str = "users") -> CacheKey:
 
 @pytest.fixture
 async def l2(clean_redis: str) -> AsyncIterator[L2Cache]:
-    cache = L2Cache(clean_redis, key_prefix="test-l2")
+    cache = L2Cache(clean_redis, key_prefix="test-l2", timeout_s=ANSWER_TIMEOUT_S)
     yield cache
     await cache.close()
 
@@ -67,10 +71,11 @@ async def test_point_in_time_read_never_returns_the_newer_cached_latest(l2: L2Ca
 
 
 async def test_entries_expire_with_their_ttl(l2: L2Cache) -> None:
-    await l2.put_many([(key(1), (b"v", 1)), (key(2), None)], ttl_s=60, negative_ttl_s=0.05)
-    await l2.put_many([(key(3), (b"w", 2))], ttl_s=0.05, negative_ttl_s=60)
+    # 1 s: the first read must come before the short TTLs end, however busy the machine.
+    await l2.put_many([(key(1), (b"v", 1)), (key(2), None)], ttl_s=60, negative_ttl_s=1.0)
+    await l2.put_many([(key(3), (b"w", 2))], ttl_s=1.0, negative_ttl_s=60)
     assert await l2.get_many([key(1), key(2), key(3)]) == [(b"v", 1), Negative, (b"w", 2)]
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.5)
     assert await l2.get_many([key(1), key(2), key(3)]) == [(b"v", 1), None, None]
 
 
@@ -164,12 +169,12 @@ async def test_redis_down_is_a_miss_and_recovers_without_a_new_cache(
     own_redis: OwnRedis,
 ) -> None:
     # Built while Redis is down: construction neither blocks nor fails.
-    l2 = L2Cache(own_redis.url, backoff_s=0)
+    l2 = L2Cache(own_redis.url, timeout_s=ANSWER_TIMEOUT_S, backoff_s=0)
     try:
         started = time.monotonic()
         assert await l2.get_many([key(1), key(2)]) == [None, None]
         await l2.put_many([(key(1), (b"v", 1))], ttl_s=60, negative_ttl_s=60)
-        assert time.monotonic() - started < 2  # refused at once, no retries
+        assert time.monotonic() - started < ANSWER_TIMEOUT_S  # refused at once, no retries
         assert l2.errors == 2
         with pytest.raises(StoreError, match=str(own_redis.port)):
             await l2.ping()
@@ -196,20 +201,23 @@ async def test_hung_redis_times_out_then_is_left_alone_for_the_backoff(
     own_redis: OwnRedis,
 ) -> None:
     own_redis.start()
-    l2 = L2Cache(own_redis.url, timeout_s=0.05, backoff_s=0.3)
+    # A backoff long enough that the two calls right after the timeout fall within it
+    # on a busy machine; the sleep after resume() outlasts it.
+    l2 = L2Cache(own_redis.url, timeout_s=1.0, backoff_s=2.0)
     try:
         await l2.put_many([(key(1), (b"v", 1))], ttl_s=60, negative_ttl_s=60)
+        assert l2.errors == 0
         own_redis.pause()
         started = time.monotonic()
         assert await l2.get_many([key(1)]) == [None]
-        assert time.monotonic() - started < 2  # bounded by timeout_s, not a hang
+        assert time.monotonic() - started < 1.0 + 5  # bounded by timeout_s, not a hang
         assert l2.errors == 1
         # Within the backoff Redis is not asked at all.
         assert await l2.get_many([key(1)]) == [None]
         await l2.put_many([(key(2), None)], ttl_s=60, negative_ttl_s=60)
         assert (l2.errors, l2.skipped) == (1, 2)
         own_redis.resume()
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(2.2)
         assert await l2.get_many([key(1)]) == [(b"v", 1)]
     finally:
         await l2.close()
