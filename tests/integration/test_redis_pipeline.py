@@ -17,6 +17,7 @@ import redis
 import uvloop
 
 from kvstores import Lookup, RedisStore, Row, StoreError
+from kvstores.redis import _MIN_STALE_S, _STALE_TIMEOUTS
 from kvstores.redis_pipeline import PipelinedConnection, RedisProtocolError
 from tests.e2e.tls_certs import CertAuthority
 from tests.integration.test_store_contract import RedisServer
@@ -88,7 +89,10 @@ async def test_a_restarted_redis_fails_the_reads_in_flight_then_serves_again(
 async def test_a_briefly_frozen_redis_times_out_reads_then_serves_on_the_same_connection(
     own_redis: RedisServer,
 ) -> None:
-    store = await _filled(own_redis.url, timeout_s=0.3)
+    # 2 s: the read after the thaw must not race the timeout, and the freeze (about
+    # one timeout) stays far below the stale limit, max(1 s, 4 timeouts) = 8 s.
+    timeout_s = 2.0
+    store = await _filled(own_redis.url, timeout_s=timeout_s)
     assert await store.multi_get([("d", b"2", None)]) == _expected([2])
     own_redis.freeze()
     try:
@@ -99,11 +103,12 @@ async def test_a_briefly_frozen_redis_times_out_reads_then_serves_on_the_same_co
             return_exceptions=True,
         )
         assert all(isinstance(r, StoreError) for r in results), results
-        assert loop.time() - started < 1.0  # each bounded by the store timeout (0.3 s)
+        # Each bounded by the store timeout, side by side (one after the other: 5 timeouts).
+        assert loop.time() - started < 2.5 * timeout_s
     finally:
         own_redis.thaw()
-    # Frozen for less than the stale limit (max(1 s, 4 timeouts)): the connection is
-    # kept; the five late replies are read and dropped, never handed to this read.
+    # Frozen for less than the stale limit: the connection is kept; the five late
+    # replies are read and dropped, never handed to this read.
     assert await store.multi_get([("d", b"3", None)]) == _expected([3])
     assert store._reads.connects == 1
     await store.close()
@@ -114,8 +119,11 @@ async def test_reads_cancelled_by_their_callers_do_not_wedge_a_stuck_connection(
 ) -> None:
     # The engine cancels a read when the client's deadline is shorter than the store
     # timeout, so the store's own timeout never fires: the connection must still be
-    # dropped once its oldest request is older than the stale limit (1 s here).
-    store = await _filled(own_redis.url, timeout_s=0.2)
+    # dropped once its oldest request is older than the stale limit. A 1 s store timeout
+    # so that the read after the thaw, on a new connection, does not race it.
+    timeout_s = 1.0
+    stale_s = max(_MIN_STALE_S, _STALE_TIMEOUTS * timeout_s)
+    store = await _filled(own_redis.url, timeout_s=timeout_s)
     assert await store.multi_get([("d", b"4", None)]) == _expected([4])
     own_redis.freeze()
     try:
@@ -123,7 +131,7 @@ async def test_reads_cancelled_by_their_callers_do_not_wedge_a_stuck_connection(
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.05):
                     await store.multi_get([("d", b"4", None)])
-        await asyncio.sleep(1.05)
+        await asyncio.sleep(stale_s + 0.05)
     finally:
         own_redis.thaw()
     assert await store.multi_get([("d", b"5", None)]) == _expected([5])
