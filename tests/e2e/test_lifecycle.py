@@ -112,8 +112,13 @@ def test_health_follows_a_required_store_check_and_watch(
         server.kill()
 
 
+# Long enough that, on a busy machine, a health check sees NOT_SERVING within it and
+# calls started in its second half are still accepted.
+DRAIN_DELAY_S = 3.0
+
+
 def test_sigterm_drains_under_load_and_exits_0(tmp_path: Path) -> None:
-    settings = write_settings(tmp_path, "drain_delay_s = 1.0\n")
+    settings = write_settings(tmp_path, f"drain_delay_s = {DRAIN_DELAY_S}\n")
     server = start_server(tmp_path, settings)
     try:
         server.wait_health(SERVING)
@@ -122,7 +127,7 @@ def test_sigterm_drains_under_load_and_exits_0(tmp_path: Path) -> None:
             sigterm_at = time.monotonic()
             server.signal(signal.SIGTERM)
             # NOT_SERVING at once, while requests are still accepted during the drain delay.
-            server.wait_health(NOT_SERVING, timeout=0.8)
+            server.wait_health(NOT_SERVING, timeout=DRAIN_DELAY_S)
             assert load.wait_for(
                 lambda o: any(x.code == grpc.StatusCode.UNAVAILABLE for x in o), timeout=10
             )
@@ -132,12 +137,15 @@ def test_sigterm_drains_under_load_and_exits_0(tmp_path: Path) -> None:
         ok = [o for o in outcomes if o.code == grpc.StatusCode.OK]
         refused = [o for o in outcomes if o.code != grpc.StatusCode.OK]
         # Requests keep being accepted during the drain delay...
-        assert any(o.started >= sigterm_at + 0.5 for o in ok), "nothing accepted while draining"
+        assert any(o.started >= sigterm_at + DRAIN_DELAY_S / 2 for o in ok), (
+            "nothing accepted while draining"
+        )
         # ...then are refused with UNAVAILABLE. A call racing the final close may instead be
-        # CANCELLED by the gRPC core, which never ran it; never one started before the gate.
+        # CANCELLED by the gRPC core, which never ran it; never one started before the gate
+        # (less 1 s: a call's way from the client to the server on a busy machine).
         for o in refused:
             assert o.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), o
-            assert o.started >= sigterm_at + 0.9, o
+            assert o.started >= sigterm_at + DRAIN_DELAY_S - 1.0, o
         first_refused = min(o.ended for o in refused)
         assert not [o for o in ok if o.started > first_refused]
         # None lost: every RPC the server answered OK reached the client, and none was cancelled.
@@ -159,9 +167,9 @@ def test_second_signal_exits_at_once_non_zero(tmp_path: Path) -> None:
         server.wait_health(NOT_SERVING, timeout=2)
         started = time.monotonic()
         server.signal(signal.SIGINT)
-        code = server.wait(timeout=5)
+        code = server.wait(timeout=20)
         assert code != 0
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 15  # at once: not after the 30 s drain delay
     finally:
         server.kill()
 
