@@ -84,11 +84,18 @@ def test_file_watch_reloads_without_a_signal(tmp_path: Path) -> None:
     try:
         server.wait_health(SERVING)
         old = _version(server.target)
-        time.sleep(0.5)  # the watcher has recorded the first state
-        _edit_description(tmp_path / "config", "changed on disk")
-        deadline = time.monotonic() + 10
+        # The watcher's first poll only records the state, and nothing outside shows
+        # when it has run: an edit before it would be taken for the start state. So
+        # the file is edited again (new text) when no reload followed within 10 watch
+        # intervals; a reload must follow one of these edits.
+        deadline = time.monotonic() + 30
+        edits = 0
         while _version(server.target) == old and time.monotonic() < deadline:
-            time.sleep(0.1)
+            edits += 1
+            _edit_description(tmp_path / "config", f"changed on disk (edit {edits})")
+            edited_at = time.monotonic()
+            while _version(server.target) == old and time.monotonic() < edited_at + 2.0:
+                time.sleep(0.1)
         assert _version(server.target) != old, server.logs()
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
