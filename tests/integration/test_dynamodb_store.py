@@ -333,12 +333,24 @@ async def _fails_in_time(call: Any, limit_s: float) -> StoreError:
     return info.value
 
 
+# The store's timeouts in the test below: its calls after moto (a Python server) starts
+# again connect first, which must not race a sub-second timer on a busy machine. A
+# failing call ends within its timeout plus this (its one retry's backoff included).
+DOWN_READ_TIMEOUT_S = 2.0
+DOWN_WRITE_TIMEOUT_S = 5.0
+IN_TIME_SLACK_S = 3.0
+READ_IN_TIME_S = DOWN_READ_TIMEOUT_S + IN_TIME_SLACK_S
+
+
 async def test_down_server_raises_in_time_and_the_same_store_recovers(moto: MotoServer) -> None:
     # Built while nothing listens: construction and start() do not touch the network.
-    store = DynamoDBStore("down_", endpoint_url=moto.url, timeout_s=0.5, write_timeout_s=2.0)
+    store = DynamoDBStore(
+        "down_", endpoint_url=moto.url,
+        timeout_s=DOWN_READ_TIMEOUT_S, write_timeout_s=DOWN_WRITE_TIMEOUT_S,
+    )  # fmt: skip
     await store.start()
-    await _fails_in_time(store.ping(), 2.0)
-    await _fails_in_time(store.multi_get([("d", b"k", None)]), 2.0)
+    await _fails_in_time(store.ping(), READ_IN_TIME_S)
+    await _fails_in_time(store.multi_get([("d", b"k", None)]), READ_IN_TIME_S)
 
     moto.start()
     await store.create_tables()
@@ -346,12 +358,14 @@ async def test_down_server_raises_in_time_and_the_same_store_recovers(moto: Moto
     assert await store.multi_get([("d", b"k", None), ("d", b"k", 1)]) == [(b"v", 1)] * 2
 
     moto.stop()
-    await _fails_in_time(store.multi_get([("d", b"k", None), ("d", b"k", 1)]), 2.0)
-    await _fails_in_time(store.ping(), 2.0)
-    await _fails_in_time(store.multi_put([Row("d", b"k", b"w", 2)]), 4.0)
+    await _fails_in_time(store.multi_get([("d", b"k", None), ("d", b"k", 1)]), READ_IN_TIME_S)
+    await _fails_in_time(store.ping(), READ_IN_TIME_S)
+    await _fails_in_time(
+        store.multi_put([Row("d", b"k", b"w", 2)]), DOWN_WRITE_TIMEOUT_S + IN_TIME_SLACK_S
+    )
 
     moto.start()  # empty again: the store says what to do, then works once it is done
-    error = await _fails_in_time(store.multi_get([("d", b"k", None)]), 2.0)
+    error = await _fails_in_time(store.multi_get([("d", b"k", None)]), READ_IN_TIME_S)
     assert "create_tables" in str(error)
     await store.create_tables()
     await store.multi_put([Row("d", b"k", b"again", 2)])
@@ -359,8 +373,8 @@ async def test_down_server_raises_in_time_and_the_same_store_recovers(moto: Moto
 
     moto.signal(signal.SIGSTOP)  # hung: accepts connections, never answers
     try:
-        error = await _fails_in_time(store.multi_get([("d", b"k", None)]), 2.0)
-        assert "no answer within 0.5 s" in str(error)
+        error = await _fails_in_time(store.multi_get([("d", b"k", None)]), READ_IN_TIME_S)
+        assert f"no answer within {DOWN_READ_TIMEOUT_S:g} s" in str(error)
     finally:
         moto.signal(signal.SIGCONT)
     for _ in range(3):  # late answers of the hung requests must not leak into these
