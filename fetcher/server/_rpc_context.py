@@ -4,7 +4,8 @@ A grpc.aio server interceptor that wraps each unary-unary handler once per metho
 (cached), so the per-call cost is one extra coroutine frame. It also wraps the method's
 request deserializer: a body that does not parse is answered INVALID_ARGUMENT, counted by
 method and cause and logged at most once per interval, whichever way the handlers were
-registered (grpc itself would answer UNKNOWN and log a traceback per call). Authorization needs the
+registered, streaming methods (health Watch, reflection) included (grpc itself would
+answer UNKNOWN and log a traceback per call). Authorization needs the
 target named in the request, which an interceptor alone never sees; the wrapped
 handler does, so the check runs here and FeatureServicer stays unaware of it.
 """
@@ -127,15 +128,75 @@ class RpcContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if wrapped is not None:
             return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # streams (health Watch, reflection) are passed through as they are
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self._wrap(method, handler.unary_unary, handler.request_deserializer),
-            request_deserializer=_safe_deserializer(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        if handler is None:
+            return None
+        if handler.unary_unary is None:
+            # Streams (health Watch, reflection): only their bodies are checked.
+            wrapped = self._wrap_stream(method, handler)
+        else:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self._wrap(method, handler.unary_unary, handler.request_deserializer),
+                request_deserializer=_safe_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
         self._wrapped[method] = wrapped
         return wrapped
+
+    def _wrap_stream(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A streaming handler whose request bodies are parsed as the unary ones are."""
+        short = method.rsplit("/", 1)[-1]
+        refusal = f"request body is not a valid {_message_name(handler.request_deserializer)}"
+        safe = _safe_deserializer(handler.request_deserializer)
+
+        async def check(request: Any, context: Any) -> None:
+            if request.__class__ is _Malformed:
+                await self._malformed(short, request.cause, refusal, context, 0.0)
+
+        async def checked(requests: Any, context: Any) -> Any:
+            async for request in requests:
+                await check(request, context)
+                yield request
+
+        async def responses(result: Any) -> Any:
+            # An async generator handler yields its responses; a coroutine one writes them.
+            if hasattr(result, "__aiter__"):
+                async for response in result:
+                    yield response
+            else:
+                await result
+
+        if handler.unary_stream is not None:
+            unary_stream = handler.unary_stream
+
+            async def unary_in(request: Any, context: Any) -> Any:
+                await check(request, context)
+                async for response in responses(unary_stream(request, context)):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_in, request_deserializer=safe,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            stream_unary = handler.stream_unary
+
+            async def stream_in_one_out(requests: Any, context: Any) -> Any:
+                return await stream_unary(checked(requests, context), context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_in_one_out, request_deserializer=safe,
+                response_serializer=handler.response_serializer,
+            )
+        stream_stream = handler.stream_stream
+
+        async def stream_in(requests: Any, context: Any) -> Any:
+            async for response in responses(stream_stream(checked(requests, context), context)):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_in, request_deserializer=safe,
+            response_serializer=handler.response_serializer,
+        )
 
     def _wrap(
         self, method: str, inner: _Behavior, deserialize: Callable[[bytes], Any] | None = None

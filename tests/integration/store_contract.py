@@ -8,6 +8,7 @@ against that backend (see test_store_contract.py).
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -21,8 +22,10 @@ _TRICKY_KEYS = [b"", b"a", b"a\x00", b"a\x00\x00", b"\x00", b"\xff" * 8, b"{x}",
 class StoreContract:
     """Tests every KVStore must pass; subclasses provide the `store` fixture."""
 
-    #: Seconds to wait for a 1 s TTL to have passed, with slack for clock granularity.
-    ttl_wait_s = 2.2
+    #: The short TTL the expiry test writes, and how long it waits for it to have passed
+    #: (with slack for the stores' second granularity).
+    ttl_s = 2
+    ttl_wait_s = 3.2
 
     async def test_put_then_get(self, store: KVStore) -> None:
         await store.multi_put([Row("users", b"u1", b"value-1", 1_000)])
@@ -118,19 +121,21 @@ class StoreContract:
         assert await store.multi_get([("d", b"k", None)]) == [(b"aa-last", 7)]
 
     async def test_ttl_expiry(self, store: KVStore) -> None:
+        written = time.monotonic()
         await store.multi_put(
             [
-                Row("d", b"short", b"gone soon", 1_000, ttl_s=1),
+                Row("d", b"short", b"gone soon", 1_000, ttl_s=self.ttl_s),
                 Row("d", b"forever", b"stays", 1_000),
                 Row("d", b"long", b"stays too", 1_000, ttl_s=3_600),
             ]
         )
         lookups = [("d", b"short", None), ("d", b"forever", None), ("d", b"long", None)]
-        assert await store.multi_get(lookups) == [
-            (b"gone soon", 1_000),
-            (b"stays", 1_000),
-            (b"stays too", 1_000),
-        ]
+        got = await store.multi_get(lookups)
+        assert got[1:] == [(b"stays", 1_000), (b"stays too", 1_000)]
+        # Read well within its TTL, the short row is there (on a machine so busy that the
+        # read came later, it may rightly be gone: that is no failure of the store).
+        if time.monotonic() - written < self.ttl_s - 0.5:
+            assert got[0] == (b"gone soon", 1_000)
         await asyncio.sleep(self.ttl_wait_s)
         assert await store.multi_get(lookups) == [None, (b"stays", 1_000), (b"stays too", 1_000)]
 

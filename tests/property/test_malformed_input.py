@@ -9,6 +9,7 @@ the status its content calls for, with a message of bounded length.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import grpc
 import pytest
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +30,12 @@ UNARY = [
     ("/fetcher.v1.FeatureService/GetBatchFeatures", pb.GetBatchFeaturesRequest),
     ("/fetcher.v1.FeatureService/ListFeatureGroups", pb.ListFeatureGroupsRequest),
     ("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest),
+]
+# The streaming methods: health Watch (one request in) and reflection (a stream in).
+STREAMS = [
+    ("/grpc.health.v1.Health/Watch", health_pb2.HealthCheckRequest, "unary_stream"),
+    ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+     reflection_pb2.ServerReflectionRequest, "stream_stream"),
 ]
 BIG = 100_000
 # A bound on any status message here: far below the client's 16 KB metadata limit.
@@ -68,6 +76,18 @@ def _call(channel: grpc.Channel, method: str, body: bytes,
     return error
 
 
+def _call_stream(channel: grpc.Channel, method: str, kind: str, body: bytes) -> grpc.RpcError:
+    if kind == "unary_stream":
+        call = channel.unary_stream(method)(body, timeout=30)
+    else:
+        call = channel.stream_stream(method)(iter([body]), timeout=30)
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in call:
+            pass
+    error: grpc.RpcError = info.value
+    return error
+
+
 def _new_log(prop_server: PropertyServer, start: int) -> str:
     with open(prop_server.server.log, "rb") as fh:
         fh.seek(start)
@@ -86,15 +106,34 @@ def test_unparsable_body_is_invalid_argument(
     assert error.details() == f"request body is not a valid {message.DESCRIPTOR.full_name}"
 
 
+@pytest.mark.parametrize(("method", "message", "kind"), STREAMS, ids=[m for m, _, _ in STREAMS])
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_unparsable_stream_body_is_invalid_argument(
+    channel: grpc.Channel, method: str, message: Any, kind: str, data: st.DataObject
+) -> None:
+    body = data.draw(st.binary(min_size=1, max_size=300).filter(lambda b: not _parses(message, b)))
+    error = _call_stream(channel, method, kind, body)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    assert error.details() == f"request body is not a valid {message.DESCRIPTOR.full_name}"
+
+
 def test_a_thousand_bad_bodies_write_a_few_log_lines(
     prop_server: PropertyServer, channel: grpc.Channel
 ) -> None:
     rng = random.Random(12)
     start = prop_server.server.log.stat().st_size
+    began = time.monotonic()
     codes = []
     for i in range(1_000):
+        if i % 10 == 9:  # one call in ten on a streaming method
+            method, message, kind = STREAMS[i // 10 % len(STREAMS)]
+            codes.append(_call_stream(channel, method, kind, _malformed(message, rng)).code())
+            continue
         method, message = UNARY[i % len(UNARY)]
         codes.append(_call(channel, method, _malformed(message, rng)).code())
+    elapsed = time.monotonic() - began
     assert set(codes) == {grpc.StatusCode.INVALID_ARGUMENT}
     # The server still answers a good request after all that.
     good = pb.ListFeatureGroupsRequest().SerializeToString()
@@ -103,8 +142,11 @@ def test_a_thousand_bad_bodies_write_a_few_log_lines(
     logged = _new_log(prop_server, start)
     lines = [line for line in logged.splitlines() if line.strip()]
     assert "Traceback" not in logged, logged[:2000]
-    # At most one line per method and cause per 10 s interval (the run takes a few seconds).
-    assert len(lines) < 10, "\n".join(lines[:20])
+    # At most one line per method and cause per 10 s interval: 6 methods, one cause, a run
+    # of a few seconds (more intervals only if the machine made it slower).
+    allowed = (len(UNARY) + len(STREAMS)) * (1 + int(elapsed // 10))
+    assert len(lines) <= allowed, "\n".join(lines[:20])
+    assert len(lines) < 10 or elapsed >= 10, "\n".join(lines[:20])
 
 
 def _bounded(error: grpc.RpcError, code: grpc.StatusCode) -> str:
