@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # grpcurl and grpc_health_probe for the e2e tests, installed by scripts/setup.sh.
 TEST_PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup setup-serve proto lint services services-stop test run clean soak bench
+.PHONY: setup setup-serve proto lint services services-stop test run clean soak bench stress
 
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh dev
@@ -48,6 +48,12 @@ test: setup services lint
 soak: setup services
 	PATH="$(TEST_PATH)" FETCHER_SOAK_SECONDS=600 $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  --timeout 900 tests/soak && tail -n 1 build/reliability.jsonl
+
+# The integration, e2e and faults packages 3 times beside 2 busy loops (~20 min): no test
+# may race a timer a busy machine can miss. STRESS_ARGS="1 2" for one run.
+STRESS_ARGS ?=
+stress: setup services
+	bash scripts/stress_check.sh $(STRESS_ARGS)
 
 run: setup-serve
 	$(VENV)/bin/fetcher demo --settings $(SETTINGS)
