@@ -98,6 +98,7 @@ def write_output(out: Path, files: dict[str, bytes]) -> None:
                 rel = f"{sub}/{old.name}"
                 if old.is_file() and old.suffix in (".json", ".avsc") and rel not in files:
                     old.unlink()
+    (out / "groups").mkdir(parents=True, exist_ok=True)  # the catalog may have no group
     for rel, data in sorted(files.items()):
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)

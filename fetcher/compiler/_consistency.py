@@ -51,6 +51,7 @@ def _keys(join: JoinModel, part: PartModel, g: GroupModel, sink: ProblemSink) ->
     keys = dict(g.keys)
     fed: dict[str, str] = {}
     used: set[str] = set()
+    reported = len(sink.items)
     for left_key, group_key in part.key_mapping:
         if left_key not in left:
             sink.error(f"{where}.{left_key}", f"the left has no column {left_key!r}",
@@ -69,6 +70,8 @@ def _keys(join: JoinModel, part: PartModel, g: GroupModel, sink: ProblemSink) ->
         else:
             fed[group_key] = left_key
             used.add(left_key)
+    if len(sink.items) > reported:
+        return used  # a wrong mapping: "not fed" would only repeat it
     for group_key, kind in g.keys:
         if group_key in fed:
             continue

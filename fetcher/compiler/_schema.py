@@ -323,14 +323,18 @@ def _outputs(join: JoinModel, groups: dict[str, GroupModel], refs: References,
         group = groups.get(target.name) if target is not None else None
         if group is None:
             continue  # unknown references are stage 3's; broken groups are reported
+        clashes: dict[str, list[str]] = {}  # earlier part -> the names this part repeats
         for f in group.features:
             out = part.prefix + f.name
             if out in outputs:
-                sink.error(f"right_parts[{part.index}].prefix",
-                           f"feature {out!r} of {group.name!r} clashes with {outputs[out]}",
-                           "give the parts different prefixes")
+                clashes.setdefault(outputs[out], []).append(out)
             else:
-                outputs[out] = f"that of {group.name!r} (right_parts[{part.index}])"
+                outputs[out] = f"{group.name!r} (right_parts[{part.index}])"
+        for other, names in clashes.items():
+            shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+            sink.error(f"right_parts[{part.index}].prefix",
+                       f"feature(s) {shown} of {group.name!r} clash with those of {other}",
+                       "give the parts different prefixes")
 
 
 def check_schema(repo: Path, definitions: tuple[Definition, ...], refs: References) -> SchemaResult:

@@ -199,11 +199,11 @@ def resolve_source(repo: Path, source: object, where: str, sink: ProblemSink) ->
         # The output's own declaration wins (an expression's result type), then the column's.
         name = out if out in known else expr
         if name not in known:
-            sink.error(f"{where}.selects.{out}",
+            sink.error(f"{where}.query.selects.{out}",
                        f"cannot tell the type of {out!r} (= {expr!r:.60})",
                        f"declare it in {where}.columns or in the Parquet schema")
         elif known[name] is None:
-            sink.error(f"{where}.selects.{out}",
+            sink.error(f"{where}.query.selects.{out}",
                        f"column {name!r} has a Parquet type no feature can have",
                        f"declare its type in {where}.columns ({SUPPORTED})")
         else:
