@@ -110,6 +110,12 @@ def _relative(repo: Path, filename: str) -> str | None:
         return None
 
 
+def _in_repo(repo: Path, module: ModuleType) -> bool:
+    """A module (or namespace package, which has no __file__) loaded from the repo."""
+    places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or ())]
+    return any(isinstance(p, str) and _relative(repo, p) is not None for p in places)
+
+
 @contextmanager
 def _repo_on_path(repo: Path) -> Iterator[None]:
     """The repo importable while discovering; its modules forgotten afterwards."""
@@ -119,11 +125,13 @@ def _repo_on_path(repo: Path) -> Iterator[None]:
         yield
     finally:
         sys.path.remove(str(repo))
-        for name in set(sys.modules) - before:
-            module = sys.modules.get(name)
-            origin = getattr(module, "__file__", None) or ""
-            if name.startswith("_fetcher_definition_") or _relative(repo, origin) is not None:
-                del sys.modules[name]
+        # Decide first, delete after: a namespace package reads its parent to list its path.
+        forget = [
+            name for name in set(sys.modules) - before
+            if name.startswith("_fetcher_definition_") or _in_repo(repo, sys.modules[name])
+        ]
+        for name in forget:
+            del sys.modules[name]
         importlib.invalidate_caches()
 
 

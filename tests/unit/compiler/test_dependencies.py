@@ -84,7 +84,8 @@ def test_three_step_cycle_of_joins(tmp_path: Path) -> None:
 )
 """
     files = {GB_FILE: USERS, "joins/risk/a.py": chained("a", "risk.c.c"),
-             "joins/risk/b.py": chained("b", "risk.a.a"), "joins/risk/c.py": chained("c", "risk.b.b")}
+             "joins/risk/b.py": chained("b", "risk.a.a"),
+             "joins/risk/c.py": chained("c", "risk.b.b")}
     p = one_error(compile_files(tmp_path, files), Stage.DEPENDENCIES)
     assert p.problem == "circular dependency: risk.a.a -> risk.c.c -> risk.b.b -> risk.a.a"
     assert (p.file, p.field) == ("joins/risk/a.py", "left.join")
