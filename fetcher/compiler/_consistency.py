@@ -130,12 +130,13 @@ def check_group(g: GroupModel, sink: ProblemSink) -> None:
         if needs is None:
             continue
         if source.time_column is None:
-            sink.error(f"sources[{i}].query.time_column", f"{needs} need event times but the "
-                       "source has no time_column", "set query.time_column to the event time "
-                       "column" + (" or use Accuracy.SNAPSHOT" if not windowed else ""))
+            fix = "set query.time_column to the event time column"
+            sink.error(f"sources[{i}].query.time_column", f"event times are needed for {needs}, "
+                       "but the source has no time_column",
+                       fix + (" or use Accuracy.SNAPSHOT" if not windowed else ""))
         elif isinstance(raw, EntitySource) and raw.mutation_table is None:
-            sink.error(f"sources[{i}].mutation_table", f"{needs} over an EntitySource need its "
-                       "mutations", "give mutation_table, or use an EventSource")
+            sink.error(f"sources[{i}].mutation_table", f"{needs} over an EntitySource are "
+                       "computed from its mutations", "give mutation_table, or use an EventSource")
     if g.ttl_s is not None and g.longest_window_s is not None and g.ttl_s < g.longest_window_s:
         sink.error("ttl", f"ttl {g.obj.ttl} is shorter than the longest window "
                    f"{format_duration(g.longest_window_s)}: its events would be gone before "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fetcher.compiler._dependencies import Edge
-from fetcher.compiler._model import FeatureModel, GroupModel, JoinModel
+from fetcher.compiler._model import FeatureModel, GroupModel, JoinModel, PartModel
 from fetcher.compiler._problems import Problem, Stage
 from fetcher.compiler._refs import References
 from fetcher.compiler._types import avro_type
@@ -186,7 +186,7 @@ def build_output(
     return Output(files, served, problems)
 
 
-def _service_join(part: Any, group: str) -> dict[str, Any]:
+def _service_join(part: PartModel, group: str) -> dict[str, Any]:
     out: dict[str, Any] = {"group": group}
     if part.prefix:
         out["prefix"] = part.prefix

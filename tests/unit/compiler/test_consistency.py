@@ -137,7 +137,7 @@ def test_temporal_accuracy_needs_event_times(tmp_path: Path) -> None:
     good = {GB_FILE: GROUP.replace("{extra}", "accuracy=Accuracy.TEMPORAL,")}
     check(tmp_path, bad, good, GB_FILE, "risk.users.user_profile",
           "sources[0].query.time_column",
-          "TEMPORAL accuracy need event times but the source has no time_column",
+          "event times are needed for TEMPORAL accuracy, but the source has no time_column",
           "set query.time_column")
 
 
