@@ -1,4 +1,4 @@
-"""`fetcher`: serve, get, list, validate, load and demo, one subcommand each."""
+"""`fetcher`: serve, get, list, validate, compile, load and demo, one subcommand each."""
 
 from __future__ import annotations
 
@@ -153,6 +153,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from fetcher.compiler import run_compile
+
+    return run_compile(args.repo, args.out, strict=args.strict, as_json=args.json)
+
+
 def _cmd_load(args: argparse.Namespace) -> int:
     from fetcher.load import run_load
 
@@ -211,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("directory")
     validate.add_argument("--settings", help="also check store names against these settings")
     validate.set_defaults(func=_cmd_validate)
+
+    compile_ = sub.add_parser(
+        "compile", help="compile Python feature definitions into a catalog (docs/compiler.md)"
+    )
+    compile_.add_argument(
+        "repo", nargs="?", default=".", help="folder with group_bys/ and joins/ (default: .)"
+    )
+    compile_.add_argument("--out", metavar="DIR", help="write the catalog here (else check only)")
+    compile_.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    compile_.add_argument("--json", action="store_true", help="print the report as JSON")
+    compile_.set_defaults(func=_cmd_compile)
 
     load = sub.add_parser("load", help="write rows from CSV, JSON Lines or Parquet files")
     load.add_argument("--settings", help="settings TOML (default: $FETCHER_SETTINGS)")

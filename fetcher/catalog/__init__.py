@@ -5,6 +5,13 @@ Imports the codec and the domain types; does no I/O on the request path and know
 """
 
 from fetcher.catalog._loader import Catalog, CatalogError, catalog_version, load_catalog
-from fetcher.catalog._validate import join_request_keys
+from fetcher.catalog._validate import NAME_RE, join_request_keys
 
-__all__ = ["Catalog", "CatalogError", "catalog_version", "join_request_keys", "load_catalog"]
+__all__ = [
+    "NAME_RE",
+    "Catalog",
+    "CatalogError",
+    "catalog_version",
+    "join_request_keys",
+    "load_catalog",
+]

@@ -1,0 +1,24 @@
+"""The compiler: Python feature definitions (fetcher.definitions) -> the catalog `fetcher
+serve` loads, plus metadata (lineage, dependencies, versions); docs/compiler.md.
+
+It owns discovery of a definition repository, the validation stages (schema, consistency,
+dependencies), the output and its final check with fetcher.catalog.load_catalog. The
+serving path (server, api, engine, cache) never imports it; an import-linter contract says so.
+"""
+
+from fetcher.compiler._cli import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, run_compile
+from fetcher.compiler._compile import CompiledObject, CompileReport, UsageError, compile_repo
+from fetcher.compiler._problems import Problem, Stage
+
+__all__ = [
+    "EXIT_ERRORS",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CompileReport",
+    "CompiledObject",
+    "Problem",
+    "Stage",
+    "UsageError",
+    "compile_repo",
+    "run_compile",
+]

@@ -1,0 +1,193 @@
+"""Stage 1 for aggregations: the operation fits the column, windows and tiles, output types.
+
+Output features are `<column>_<operation>_<window>` (`amount_sum_7d`), or
+`<column>_<operation>` for an unbounded window. The tile (hop) of a window follows
+Chronon: 5 minutes below 12 hours, 1 hour below 12 days, 1 day above (and unbounded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fetcher.compiler._model import FeatureModel
+from fetcher.compiler._problems import ProblemSink
+from fetcher.compiler._types import (
+    INTEGER,
+    NUMERIC,
+    ORDERED,
+    ColumnInfo,
+    format_duration,
+    is_list,
+    list_of,
+    parse_duration,
+)
+from fetcher.definitions import Aggregation, Operation
+
+_K_OPS = frozenset({Operation.FIRST_K, Operation.LAST_K, Operation.TOP_K, Operation.BOTTOM_K})
+_NUMERIC_OPS = frozenset(
+    {Operation.SUM, Operation.AVERAGE, Operation.VARIANCE, Operation.STDDEV,
+     Operation.APPROX_PERCENTILE}
+)
+_DOUBLE_OPS = frozenset({Operation.AVERAGE, Operation.VARIANCE, Operation.STDDEV})
+_COUNT_OPS = frozenset({Operation.COUNT, Operation.UNIQUE_COUNT, Operation.APPROX_UNIQUE_COUNT})
+_ORDERED_OPS = frozenset({Operation.MIN, Operation.MAX, Operation.TOP_K, Operation.BOTTOM_K})
+_H12 = 12 * 3600
+_D12 = 12 * 86400
+
+
+def default_tile(window_s: int | None) -> int:
+    """Chronon's hop size for a window: 5 min below 12 h, 1 h below 12 d, else 1 day."""
+    if window_s is not None and window_s < _H12:
+        return 300
+    if window_s is not None and window_s < _D12:
+        return 3600
+    return 86400
+
+
+def output_type(op: Operation, column_type: str) -> str | None:
+    """The output column type of `op` over a column (None: it has no feature type)."""
+    if op in _COUNT_OPS:
+        return "int64"
+    if op in _DOUBLE_OPS:
+        return "double"
+    if op is Operation.SUM:
+        return "int64" if column_type in INTEGER else "double"
+    if op in (Operation.MIN, Operation.MAX, Operation.FIRST, Operation.LAST):
+        return column_type
+    if op in _K_OPS:
+        return list_of(column_type)
+    if op is Operation.APPROX_PERCENTILE:
+        return "list<double>"
+    return None  # histogram: a map of value -> count
+
+
+def _fits(op: Operation, column_type: str) -> str | None:
+    """Why `op` cannot aggregate a column of `column_type` (None: it can)."""
+    if op in _NUMERIC_OPS and column_type not in NUMERIC:
+        return f"{op.value} needs a numeric column (int64, int32, double, float)"
+    if op in _ORDERED_OPS and column_type not in ORDERED:
+        return f"{op.value} needs a numeric or string column"
+    if op in _K_OPS and list_of(column_type) is None:
+        return f"{op.value} needs a scalar column other than bytes (its output is a list)"
+    if op is Operation.HISTOGRAM and column_type not in ("string", "int64", "int32"):
+        return "histogram needs a string or integer column"
+    whole = _COUNT_OPS | {Operation.FIRST, Operation.LAST}
+    if op not in whole and is_list(column_type):
+        return f"{op.value} of a list column is not defined"
+    return None
+
+
+def aggregation_features(
+    aggs: object, columns: dict[str, ColumnInfo], keys: Sequence[str], sink: ProblemSink
+) -> tuple[list[FeatureModel], int | None]:
+    """The output features of `aggs` and the longest bounded window (seconds)."""
+    if isinstance(aggs, str) or not isinstance(aggs, Sequence) or not aggs:
+        sink.error("aggregations", f"{aggs!r:.60} is not a non-empty list of Aggregation",
+                   "write [Aggregation(...), ...], or None for the selected columns as they are")
+        return [], None
+    features: list[FeatureModel] = []
+    longest: int | None = None
+    for i, agg in enumerate(aggs):
+        where = f"aggregations[{i}]"
+        if not isinstance(agg, Aggregation):
+            sink.error(where, f"is {type(agg).__name__}, not an Aggregation",
+                       "write Aggregation(column=..., operation=Operation....)")
+            continue
+        out, window = _one(agg, where, columns, keys, sink)
+        features.extend(out)
+        if window is not None:
+            longest = max(longest or 0, window)
+    return features, longest
+
+
+def _one(
+    agg: Aggregation, where: str, columns: dict[str, ColumnInfo], keys: Sequence[str],
+    sink: ProblemSink,
+) -> tuple[list[FeatureModel], int | None]:
+    before = len(sink.items)
+    op = agg.operation
+    if not isinstance(op, Operation):
+        sink.error(f"{where}.operation", f"{op!r:.40} is not an Operation",
+                   f"use one of Operation.{', Operation.'.join(o.name for o in Operation)}")
+        return [], None
+    column = columns.get(agg.column) if isinstance(agg.column, str) else None
+    if column is None or agg.column in keys:
+        what = "a key" if agg.column in keys else "not a selected column"
+        sink.error(f"{where}.column", f"{agg.column!r:.40} is {what}",
+                   f"aggregate one of {', '.join(c for c in columns if c not in keys) or '(none)'}")
+    else:
+        why = _fits(op, column.type)
+        if why is not None:
+            sink.error(f"{where}.operation", f"{why}; {agg.column!r} is {column.type}",
+                       "pick an operation that fits the column (count fits any)")
+    if op in _K_OPS:
+        if not isinstance(agg.k, int) or isinstance(agg.k, bool) or agg.k <= 0:
+            sink.error(f"{where}.k", f"{op.value} needs k > 0, got {agg.k!r:.20}",
+                       "set k to the number of values to keep, e.g. k=5")
+    elif agg.k is not None:
+        sink.error(f"{where}.k", f"k is only for first_k, last_k, top_k, bottom_k, not {op.value}",
+                   "remove k")
+    if op is Operation.APPROX_PERCENTILE:
+        ps = agg.percentiles
+        if (
+            isinstance(ps, str) or not isinstance(ps, Sequence) or not ps
+            or not all(isinstance(p, int | float) and not isinstance(p, bool) and 0 <= p <= 1
+                       for p in ps)
+        ):
+            sink.error(f"{where}.percentiles",
+                       f"approx_percentile needs percentiles in [0, 1], got {ps!r:.40}",
+                       "write e.g. percentiles=(0.5, 0.9, 0.99)")
+    elif agg.percentiles is not None:
+        sink.error(f"{where}.percentiles", f"percentiles are only for approx_percentile, "
+                   f"not {op.value}", "remove percentiles")
+    windows = _windows(agg.windows, where, sink)
+    tile_s: int | None = None
+    if agg.tile is not None:
+        tile_s = parse_duration(agg.tile)
+        if tile_s is None:
+            sink.error(f"{where}.tile", f"{agg.tile!r:.20} is not a duration",
+                       'write minutes, hours or days: "5m", "1h", "1d"')
+        else:
+            for text, seconds in windows:
+                if seconds is not None and seconds % tile_s:
+                    sink.error(f"{where}.tile", f"window {text} is not a whole number of "
+                               f"{agg.tile} tiles", "pick a tile that divides every window")
+    if len(sink.items) > before or column is None:
+        return [], None
+    features: list[FeatureModel] = []
+    for text, seconds in windows:
+        kind = output_type(op, column.type)
+        if kind is None:
+            sink.warn(f"{where}.operation", f"{op.value} outputs a map, which no feature type "
+                      "holds: it is compiled into the metadata and can never be served",
+                      "use top_k or approx_percentile for a servable summary")
+            kind = f"map<{column.type},int64>"
+        name = f"{agg.column}_{op.value}" + (f"_{text}" if text else "")
+        tile = tile_s if tile_s is not None else default_tile(seconds)
+        features.append(
+            FeatureModel(name, ColumnInfo(kind, "", True, True, None), agg.column, op.value,
+                         text or None, format_duration(tile))
+        )
+    bounded = [s for _, s in windows if s is not None]
+    return features, max(bounded) if bounded else None
+
+
+def _windows(raw: object, where: str, sink: ProblemSink) -> list[tuple[str, int | None]]:
+    """(window as written in names, seconds) per window; ("", None) for unbounded."""
+    if raw is None:
+        return [("", None)]
+    if isinstance(raw, str) or not isinstance(raw, Sequence) or not raw:
+        sink.error(f"{where}.windows", f"{raw!r:.40} is not a non-empty list of windows",
+                   'write windows=("1h", "1d") or windows=None for unbounded')
+        return []
+    out: list[tuple[str, int | None]] = []
+    for w in raw:
+        seconds = parse_duration(w)
+        if seconds is None:
+            sink.error(f"{where}.windows", f"{w!r:.20} is not a window",
+                       'write minutes, hours or days: "30m", "1h", "7d"')
+        elif any(s == seconds for _, s in out):
+            sink.error(f"{where}.windows", f"{w} is listed twice", "remove the duplicate")
+        else:
+            out.append((str(w).strip(), seconds))
+    return out

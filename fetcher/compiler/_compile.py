@@ -1,0 +1,203 @@
+"""`compile_repo`: discovery, the validation stages in order, the output and its final check.
+
+A stage with errors stops the compile after reporting every error of that stage; nothing
+is written unless every stage is clean. The written catalog is loaded back with
+`fetcher.catalog.load_catalog`: a failure there is a compiler bug, and is reported as one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fetcher.catalog import CatalogError, load_catalog
+from fetcher.compiler._consistency import check_consistency
+from fetcher.compiler._dependencies import check_dependencies
+from fetcher.compiler._discover import FOLDERS, discover
+from fetcher.compiler._emit import build_output
+from fetcher.compiler._problems import Problem, Stage
+from fetcher.compiler._refs import References
+from fetcher.compiler._schema import check_schema
+
+OUTPUT_DIRS = ("groups", "services", "metadata")
+
+
+class UsageError(Exception):
+    """The compile cannot start: the repository folder is missing or holds no definitions."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledObject:
+    """One collected definition as the report lists it."""
+
+    kind: str
+    name: str
+    file: str
+    line: int
+    served: bool | None  # None: the compile stopped before the output
+
+
+@dataclass(frozen=True, slots=True)
+class CompileReport:
+    """What a compile found and did."""
+
+    repo: str
+    out: str | None
+    objects: tuple[CompiledObject, ...]
+    errors: tuple[Problem, ...]
+    warnings: tuple[Problem, ...]
+    stopped_at: Stage | None  # the stage whose errors stopped the compile
+    compile_s: float
+    validation_s: float
+
+    @property
+    def ok(self) -> bool:
+        """True when there are no errors (and the output was written)."""
+        return not self.errors
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as `fetcher compile --json` prints it."""
+        counts = {stage.label: 0 for stage in Stage}
+        for p in self.errors:
+            counts[p.stage.label] += 1
+        return {
+            "ok": self.ok,
+            "repo": self.repo,
+            "out": self.out,
+            "objects": [dataclasses.asdict(o) for o in self.objects],
+            "errors": [p.as_json() for p in self.errors],
+            "warnings": [p.as_json() for p in self.warnings],
+            "error_counts": counts,
+            "stopped_at": self.stopped_at.label if self.stopped_at is not None else None,
+            "compile_seconds": round(self.compile_s, 6),
+            "validation_seconds": round(self.validation_s, 6),
+        }
+
+
+def compiler_version() -> str:
+    """The version the manifest records: the installed fetcher's."""
+    try:
+        return importlib.metadata.version("feature-fetcher")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def write_output(out: Path, files: dict[str, bytes]) -> None:
+    """Make out/{groups,services,metadata} hold exactly `files` (other files left alone)."""
+    for sub in OUTPUT_DIRS:
+        folder = out / sub
+        if folder.is_dir():
+            for old in folder.iterdir():
+                rel = f"{sub}/{old.name}"
+                if old.is_file() and old.suffix in (".json", ".avsc") and rel not in files:
+                    old.unlink()
+    (out / "groups").mkdir(parents=True, exist_ok=True)  # the catalog may have no group
+    for rel, data in sorted(files.items()):
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_bytes() != data:
+            path.write_bytes(data)
+
+
+def _check_catalog(out: Path) -> list[Problem]:
+    try:
+        load_catalog(out)
+    except CatalogError as exc:
+        return [Problem(Stage.OUTPUT, str(out), 0, "", "", f"compiler bug: the compiled catalog "
+                        f"does not load: {problem}", "report it with the definitions that "
+                        "produced it") for problem in exc.problems]
+    return []
+
+
+class _Run:
+    """The problems of the stages run so far, split into errors and warnings."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.stopped_at: Stage | None = None
+
+    def stage(self, stage: Stage, problems: Sequence[Problem]) -> bool:
+        """Record one stage's problems; True when it has errors (the compile stops)."""
+        for p in problems:
+            if not p.warning:
+                self.errors.append(p)
+            elif self.strict:
+                self.errors.append(dataclasses.replace(p, warning=False))
+            else:
+                self.warnings.append(p)
+        if self.errors:
+            self.stopped_at = stage
+        return bool(self.errors)
+
+
+def compile_repo(repo: str | Path, out: str | Path | None = None, *,
+                 strict: bool = False) -> CompileReport:
+    """Compile the definitions of `repo` into `out` (None: check only, write nothing)."""
+    started = time.perf_counter()
+    root = Path(repo)
+    if not root.is_dir():
+        raise UsageError(f"{repo}: no such folder. Fix: give the definition repository's folder")
+    if not any((root / folder).is_dir() for folder in FOLDERS):
+        raise UsageError(f"{repo}: has no {' or '.join(f'{f}/' for f in FOLDERS)} folder. "
+                         "Fix: run it on a definition repository (docs/compiler.md)")
+    root = root.resolve()
+    run = _Run(strict)
+    found = discover(root)
+    definitions = found.definitions
+    served: dict[str, bool] = {}
+    validation_s = 0.0
+
+    def report() -> CompileReport:
+        objects = tuple(
+            CompiledObject(d.kind, d.name, d.file, d.line, served.get(f"{d.kind}:{d.name}"))
+            for d in definitions
+        )
+        return CompileReport(str(repo), str(out) if out is not None else None, objects,
+                             tuple(run.errors), tuple(run.warnings), run.stopped_at,
+                             time.perf_counter() - started, validation_s)
+
+    if run.stage(Stage.DISCOVERY, found.problems):
+        return report()
+    refs = References(definitions)
+    t0 = time.perf_counter()
+    schema = check_schema(root, definitions, refs)
+    stopped = run.stage(Stage.SCHEMA, schema.problems)
+    if not stopped:
+        stopped = run.stage(Stage.CONSISTENCY,
+                            check_consistency(schema.groups, schema.joins, refs))
+    edges: list[Any] = []
+    if not stopped:
+        edges, problems = check_dependencies(definitions, refs)
+        stopped = run.stage(Stage.DEPENDENCIES, problems)
+    validation_s = time.perf_counter() - t0
+    if stopped:
+        return report()
+    output = build_output(root, schema.groups, schema.joins, refs, edges, compiler_version())
+    if run.stage(Stage.OUTPUT, output.problems):
+        return report()
+    served = output.served
+    _write_and_check(out, output.files, lambda problems: run.stage(Stage.OUTPUT, problems))
+    return report()
+
+
+def _write_and_check(out: str | Path | None, files: dict[str, bytes],
+                     record: Callable[[list[Problem]], bool]) -> None:
+    if out is not None:
+        write_output(Path(out), files)
+        record(_check_catalog(Path(out)))
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="fetcher-compile-"))
+    try:
+        write_output(scratch, files)
+        record(_check_catalog(scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,112 @@
+"""The column type vocabulary of definitions and its Avro and serving forms; durations."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fetcher.types import FeatureType, KeyType
+
+# Column type -> Avro type. int32 and float exist so a definition can say exactly what
+# an Avro schema holds (the served types are INT64 and DOUBLE either way).
+_SCALARS: dict[str, str] = {
+    "int64": "long",
+    "int32": "int",
+    "double": "double",
+    "float": "float",
+    "string": "string",
+    "bool": "boolean",
+    "bytes": "bytes",
+}
+# Item types a list column may have (FeatureType has no list of bytes).
+_LIST_ITEMS = ("int64", "int32", "double", "float", "string", "bool")
+SUPPORTED = ", ".join(_SCALARS) + ", list<T> of " + "/".join(_LIST_ITEMS)
+NUMERIC = frozenset({"int64", "int32", "double", "float"})
+INTEGER = frozenset({"int64", "int32"})
+ORDERED = NUMERIC | {"string"}
+KEY_TYPES: dict[str, KeyType] = {
+    "int64": KeyType.INT64,
+    "string": KeyType.STRING,
+    "bytes": KeyType.BYTES,
+}
+_FEATURE: dict[str, FeatureType] = {
+    "int64": FeatureType.INT64,
+    "int32": FeatureType.INT64,
+    "double": FeatureType.DOUBLE,
+    "float": FeatureType.DOUBLE,
+    "string": FeatureType.STRING,
+    "bool": FeatureType.BOOL,
+    "bytes": FeatureType.BYTES,
+    "list<int64>": FeatureType.INT64_LIST,
+    "list<int32>": FeatureType.INT64_LIST,
+    "list<double>": FeatureType.DOUBLE_LIST,
+    "list<float>": FeatureType.DOUBLE_LIST,
+    "list<string>": FeatureType.STRING_LIST,
+    "list<bool>": FeatureType.BOOL_LIST,
+}
+_LIST_RE = re.compile(r"^list<\s*([a-z0-9]+)\s*>$")
+_DURATION_RE = re.compile(r"^([1-9][0-9]*)([mhd])$")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400}
+
+
+def normalize_type(text: object) -> str | None:
+    """The canonical spelling of a column type (`list<int64>`), or None if unsupported."""
+    if not isinstance(text, str):
+        return None
+    t = text.strip()
+    if t in _SCALARS:
+        return t
+    m = _LIST_RE.match(t)
+    if m and m.group(1) in _LIST_ITEMS:
+        return f"list<{m.group(1)}>"
+    return None
+
+
+def is_list(column_type: str) -> bool:
+    """True for `list<T>` column types."""
+    return column_type.startswith("list<")
+
+
+def list_of(column_type: str) -> str | None:
+    """`list<T>` for a scalar T that has a list type, else None."""
+    return f"list<{column_type}>" if column_type in _LIST_ITEMS else None
+
+
+def feature_type(column_type: str) -> FeatureType | None:
+    """The served FeatureType of a column type (None for types that cannot be served)."""
+    return _FEATURE.get(column_type)
+
+
+def avro_type(column_type: str) -> Any:
+    """The Avro type of a (supported) column type: "long", {"type": "array", ...}."""
+    if is_list(column_type):
+        return {"type": "array", "items": _SCALARS[column_type[5:-1]]}
+    return _SCALARS[column_type]
+
+
+def parse_duration(text: object) -> int | None:
+    """Seconds of "30m", "1h", "7d" (minutes, hours, days), or None if it does not parse."""
+    if not isinstance(text, str):
+        return None
+    m = _DURATION_RE.match(text.strip())
+    return int(m.group(1)) * _UNIT_S[m.group(2)] if m else None
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest "<n><unit>" spelling of a whole number of minutes."""
+    for unit in ("d", "h", "m"):
+        if seconds % _UNIT_S[unit] == 0:
+            return f"{seconds // _UNIT_S[unit]}{unit}"
+    raise ValueError(f"{seconds} s is not a whole number of minutes")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnInfo:
+    """A source column as the compiler knows it: type, doc, nullability, Avro default."""
+
+    type: str
+    doc: str = ""
+    nullable: bool = False
+    has_default: bool = False
+    default: Any = None
