@@ -313,7 +313,8 @@ async def test_node_lost_then_back_same_store(keyspace: str, proxy: CassandraPro
 
 async def test_hung_node_times_out_then_recovers(keyspace: str, proxy: CassandraProxy) -> None:
     await proxy.start()
-    store = CassandraStore(HOST, proxy.port, keyspace, timeout_s=2.0)  # frozen: a timeout; thawed: ample
+    # Frozen: a timeout; thawed: ample time on a busy machine.
+    store = CassandraStore(HOST, proxy.port, keyspace, timeout_s=2.0)
     await store.multi_put([Row("d", b"k", b"v", 1)])
     proxy.freeze()
     try:
