@@ -1,4 +1,4 @@
-"""`fetcher`: serve, get, list, validate, compile, load and demo, one subcommand each."""
+"""`fetcher`: serve, get, list, validate, compile, diff, load and demo, one subcommand each."""
 
 from __future__ import annotations
 
@@ -170,6 +170,12 @@ def _cmd_compile(args: argparse.Namespace) -> int:
                        against=args.against, force=args.force, limits=limits)
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from fetcher.compiler import run_diff
+
+    return run_diff(args.from_dir, args.to_dir, as_json=args.json)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -263,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
                               help=f"warn above N {what} (default: {default})")
     compile_.set_defaults(func=_cmd_compile)
 
+    diff = sub.add_parser(
+        "diff", help="list what changed between two compiled outputs (docs/compiler.md)"
+    )
+    diff.add_argument("--from", dest="from_dir", required=True, metavar="A",
+                      help="the earlier compiled output")
+    diff.add_argument("--to", dest="to_dir", required=True, metavar="B",
+                      help="the later compiled output")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.set_defaults(func=_cmd_diff)
 
     load = sub.add_parser("load", help="write rows from CSV, JSON Lines or Parquet files")
     load.add_argument("--settings", help="settings TOML (default: $FETCHER_SETTINGS)")
