@@ -102,7 +102,10 @@ def parse_entry(kind: str, name: str, raw: Mapping[str, Any],
                     for n, f in raw["features"].items()}
     else:  # a manifest of an earlier compiler: types from the lineage, nullability unknown
         features = {n: Signature(str(f["type"])) for n, f in (lineage or {}).items()}
-    keys = raw["keys"] if "keys" in raw else (group_keys or {}).get(name, [])
+    if "keys" in raw:
+        keys = raw["keys"]
+    else:  # an earlier manifest: a group's keys from its group file (a join's are unknown)
+        keys = (group_keys or {}).get(name, []) if kind == "group_by" else []
     return ObjectEntry(
         kind, name, str(raw["version"]), str(raw["hash"]),
         bool(raw.get("online", raw["served"])), bool(raw["production"]), bool(raw["served"]),

@@ -133,3 +133,34 @@ def test_diff_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as exc:
         main(["diff", "--from", str(a)])
     assert exc.value.code == 2
+
+
+def test_a_manifest_without_keys_and_features_reads_from_the_lineage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outputs of the first compiler step have no keys/features/online in the manifest."""
+    a, _ = _outputs(tmp_path)
+    manifest_path = a / "metadata" / "version_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for section in ("group_bys", "joins"):
+        for entry in manifest[section].values():
+            for field in ("keys", "features", "online"):
+                del entry[field]
+    old = tmp_path / "old"
+    (old / "metadata").mkdir(parents=True)
+    for sub in ("groups", "services"):
+        (old / sub).mkdir()
+        for p in (a / sub).iterdir():
+            (old / sub / p.name).write_bytes(p.read_bytes())
+    (old / "metadata" / "lineage.json").write_bytes((a / "metadata" / "lineage.json").read_bytes())
+    (old / "metadata" / "version_manifest.json").write_text(json.dumps(manifest))
+    assert main(["diff", "--from", str(old), "--to", str(a), "--json"]) == 0
+    objects = {o["name"]: o for o in json.loads(capsys.readouterr().out)["objects"]}
+    # Types come from the lineage (nullability unknown: read as non-null), group keys from
+    # the group files; a join's keys are unknown, so it shows a key change.
+    user = objects["risk.users.user_profile"]
+    assert user["keys"] is None and user["features"]["added"] == []
+    assert user["features"]["changed"] == [
+        {"name": "score", "from": "int32", "to": "int32 (nullable)"}]
+    assert objects["risk.merchants.merchant"]["status"] == "unchanged"
+    assert objects["risk.scoring.scoring"]["keys"]["from"] == []
