@@ -1,4 +1,4 @@
-"""`fetcher`: serve, get, list, validate, compile, load and demo, one subcommand each."""
+"""`fetcher`: serve, get, list, validate, compile, diff, load and demo, one subcommand each."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+# fetcher compile's stage 5 limits: flag, what it counts, default (fetcher.compiler.Limits).
+COMPILE_LIMITS = (
+    ("--max-stores", "stores a join reads per request", 3),
+    ("--max-lookups", "lookups per entity (join parts)", 8),
+    ("--max-features", "features per vector of a join", 500),
+    ("--max-tiles", "tiles a window reads per entity (window / tile)", 400),
+)
 
 
 def _settings(path: str | None) -> Any:
@@ -154,9 +161,29 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from fetcher.compiler import run_compile
+    from fetcher.compiler import Limits, run_compile
 
-    return run_compile(args.repo, args.out, strict=args.strict, as_json=args.json)
+    given = {"stores": args.max_stores, "lookups": args.max_lookups,
+             "features": args.max_features, "tiles": args.max_tiles}
+    limits = Limits(**{k: v for k, v in given.items() if v is not None})
+    return run_compile(args.repo, args.out, strict=args.strict, as_json=args.json,
+                       against=args.against, force=args.force, limits=limits)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from fetcher.compiler import run_diff
+
+    return run_diff(args.from_dir, args.to_dir, as_json=args.json)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
@@ -227,7 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--out", metavar="DIR", help="write the catalog here (else check only)")
     compile_.add_argument("--strict", action="store_true", help="treat warnings as errors")
     compile_.add_argument("--json", action="store_true", help="print the report as JSON")
+    compile_.add_argument(
+        "--against", metavar="DIR",
+        help="check evolution against this compiled output (default: --out's contents)",
+    )
+    compile_.add_argument(
+        "--force", action="store_true",
+        help="accept changes of online production objects without a version bump",
+    )
+    # The defaults are fetcher.compiler.Limits' (not imported here: `fetcher serve` would load
+    # the compiler); tests/unit/compiler/test_performance.py checks they agree.
+    for flag, what, default in COMPILE_LIMITS:
+        compile_.add_argument(flag, type=_positive, default=None, metavar="N",
+                              help=f"warn above N {what} (default: {default})")
     compile_.set_defaults(func=_cmd_compile)
+
+    diff = sub.add_parser(
+        "diff", help="list what changed between two compiled outputs (docs/compiler.md)"
+    )
+    diff.add_argument("--from", dest="from_dir", required=True, metavar="A",
+                      help="the earlier compiled output")
+    diff.add_argument("--to", dest="to_dir", required=True, metavar="B",
+                      help="the later compiled output")
+    diff.add_argument("--json", action="store_true", help="print the changes as JSON")
+    diff.set_defaults(func=_cmd_diff)
 
     load = sub.add_parser("load", help="write rows from CSV, JSON Lines or Parquet files")
     load.add_argument("--settings", help="settings TOML (default: $FETCHER_SETTINGS)")

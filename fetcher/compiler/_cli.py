@@ -10,6 +10,7 @@ import sys
 from typing import TextIO
 
 from fetcher.compiler._compile import CompileReport, UsageError, compile_repo
+from fetcher.compiler._performance import Limits
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -29,17 +30,21 @@ def _human(report: CompileReport, out: TextIO, err: TextIO) -> None:
     groups = [o for o in report.objects if o.kind == "group_by"]
     joins = [o for o in report.objects if o.kind == "join"]
     where = f"into {report.out}" if report.out else "(checked only: no --out)"
+    against = f", evolution checked against {report.previous}" if report.previous else ""
     print(f"compiled {len(groups)} group-bys ({sum(bool(o.served) for o in groups)} served) and "
-          f"{len(joins)} joins ({sum(bool(o.served) for o in joins)} served) {where}", file=out)
+          f"{len(joins)} joins ({sum(bool(o.served) for o in joins)} served) {where}{against}",
+          file=out)
 
 
 def run_compile(repo: str, out: str | None, *, strict: bool = False, as_json: bool = False,
+                against: str | None = None, force: bool = False, limits: Limits | None = None,
                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Compile `repo` into `out` and report: the exit code of `fetcher compile`."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
-        report = compile_repo(repo, out, strict=strict)
+        report = compile_repo(repo, out, strict=strict, against=against, force=force,
+                              limits=limits)
     except UsageError as exc:
         if as_json:
             print(json.dumps({"ok": False, "usage_error": str(exc)}, indent=2), file=stdout)

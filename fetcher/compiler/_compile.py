@@ -1,5 +1,8 @@
 """`compile_repo`: discovery, the validation stages in order, the output and its final check.
 
+Stage 4 compares with the previous output: `against`, else `out` when it holds a compiled
+catalog (its manifest), else nothing (a first compile).
+
 A stage with errors stops the compile after reporting every error of that stage; nothing
 is written unless every stage is clean. The written catalog is loaded back with
 `fetcher.catalog.load_catalog`: a failure there is a compiler bug, and is reported as one.
@@ -18,13 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from fetcher.catalog import CatalogError, load_catalog
+from fetcher.compiler._compiled import CompiledOutput, CompiledReadError, is_compiled, read_compiled
 from fetcher.compiler._consistency import check_consistency
 from fetcher.compiler._dependencies import check_dependencies
 from fetcher.compiler._discover import FOLDERS, discover
 from fetcher.compiler._emit import build_output
+from fetcher.compiler._evolution import check_evolution
+from fetcher.compiler._model import GroupModel, JoinModel
+from fetcher.compiler._performance import Limits, check_performance
 from fetcher.compiler._problems import Problem, Stage
 from fetcher.compiler._refs import References
 from fetcher.compiler._schema import check_schema
+from fetcher.compiler._versions import assign_versions
 
 OUTPUT_DIRS = ("groups", "services", "metadata")
 
@@ -42,6 +50,7 @@ class CompiledObject:
     file: str
     line: int
     served: bool | None  # None: the compile stopped before the output
+    version: str | None = None  # as the manifest records it; None: stopped before stage 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,8 @@ class CompileReport:
     stopped_at: Stage | None  # the stage whose errors stopped the compile
     compile_s: float
     validation_s: float
+    previous: str | None = None  # the compiled output stage 4 compared with
+    performance: dict[str, Any] | None = None  # stage 5's numbers; None: it did not run
 
     @property
     def ok(self) -> bool:
@@ -76,6 +87,8 @@ class CompileReport:
             "warnings": [p.as_json() for p in self.warnings],
             "error_counts": counts,
             "stopped_at": self.stopped_at.label if self.stopped_at is not None else None,
+            "previous": self.previous,
+            "performance": self.performance,
             "compile_seconds": round(self.compile_s, 6),
             "validation_seconds": round(self.validation_s, 6),
         }
@@ -139,9 +152,28 @@ class _Run:
         return bool(self.errors)
 
 
-def compile_repo(repo: str | Path, out: str | Path | None = None, *,
-                 strict: bool = False) -> CompileReport:
-    """Compile the definitions of `repo` into `out` (None: check only, write nothing)."""
+def _previous(against: str | Path | None, out: str | Path | None) -> CompiledOutput | None:
+    """The output stage 4 compares with: `against`, else `out` if it is a compiled output."""
+    folder = Path(against) if against is not None else Path(out) if out is not None else None
+    if folder is None or (against is None and not is_compiled(folder)):
+        return None
+    if not folder.is_dir():
+        raise UsageError(f"--against {against}: no such folder. Fix: give the folder a "
+                         "previous `fetcher compile --out` wrote")
+    try:
+        return read_compiled(folder)
+    except CompiledReadError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: bool = False,
+                 against: str | Path | None = None, force: bool = False,
+                 limits: Limits | None = None) -> CompileReport:
+    """Compile the definitions of `repo` into `out` (None: check only, write nothing).
+
+    `against`: the previous output to check evolution against (default: `out`'s contents);
+    `force`: accept a change of an online production object without a version bump.
+    """
     started = time.perf_counter()
     root = Path(repo)
     if not root.is_dir():
@@ -149,21 +181,26 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *,
     if not any((root / folder).is_dir() for folder in FOLDERS):
         raise UsageError(f"{repo}: has no {' or '.join(f'{f}/' for f in FOLDERS)} folder. "
                          "Fix: run it on a definition repository (docs/compiler.md)")
+    previous = _previous(against, out)
     root = root.resolve()
     run = _Run(strict)
     found = discover(root)
     definitions = found.definitions
     served: dict[str, bool] = {}
+    versions: dict[str, str] = {}
+    performance: dict[str, Any] | None = None
     validation_s = 0.0
 
     def report() -> CompileReport:
         objects = tuple(
-            CompiledObject(d.kind, d.name, d.file, d.line, served.get(f"{d.kind}:{d.name}"))
+            CompiledObject(d.kind, d.name, d.file, d.line, served.get(f"{d.kind}:{d.name}"),
+                           versions.get(f"{d.kind}:{d.name}"))
             for d in definitions
         )
         return CompileReport(str(repo), str(out) if out is not None else None, objects,
                              tuple(run.errors), tuple(run.warnings), run.stopped_at,
-                             time.perf_counter() - started, validation_s)
+                             time.perf_counter() - started, validation_s,
+                             previous.folder if previous is not None else None, performance)
 
     if run.stage(Stage.DISCOVERY, found.problems):
         return report()
@@ -178,14 +215,29 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *,
     if not stopped:
         edges, problems = check_dependencies(definitions, refs)
         stopped = run.stage(Stage.DEPENDENCIES, problems)
+    if stopped:
+        validation_s = time.perf_counter() - t0
+        return report()
+    evolution = check_evolution(root, schema.groups, previous)
+    output = build_output(schema.groups, schema.joins, refs, edges, compiler_version(),
+                          evolution.previous_files)
+    models: list[GroupModel | JoinModel] = [*schema.groups.values(), *schema.joins.values()]
+    by_key = {f"{m.definition.kind}:{m.name}": m.definition for m in models}
+    assigned, problems = assign_versions(output.entries, by_key, previous, force=force)
+    broken = {p.definition for p in evolution.problems if not p.warning}
+    problems = [*evolution.problems, *(p for p in problems if p.definition not in broken)]
+    if run.stage(Stage.EVOLUTION, problems):
+        validation_s = time.perf_counter() - t0
+        return report()
+    perf = check_performance(schema.groups, schema.joins, refs, limits or Limits())
+    performance = perf.numbers
+    stopped = run.stage(Stage.PERFORMANCE, perf.problems)
     validation_s = time.perf_counter() - t0
     if stopped:
         return report()
-    output = build_output(root, schema.groups, schema.joins, refs, edges, compiler_version())
-    if run.stage(Stage.OUTPUT, output.problems):
-        return report()
-    served = output.served
-    _write_and_check(out, output.files, lambda problems: run.stage(Stage.OUTPUT, problems))
+    served, versions = output.served, assigned
+    _write_and_check(out, output.with_manifest(assigned),
+                     lambda problems: run.stage(Stage.OUTPUT, problems))
     return report()
 
 

@@ -9,28 +9,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from fetcher.compiler._avsc import group_schema
+from fetcher.compiler._compiled import KINDS, MANIFEST, ObjectEntry, SchemaFile, parse_entry
 from fetcher.compiler._dependencies import Edge
 from fetcher.compiler._model import FeatureModel, GroupModel, JoinModel, PartModel
-from fetcher.compiler._problems import Problem, Stage
 from fetcher.compiler._refs import References
-from fetcher.compiler._types import avro_type
-from fetcher.definitions import AvroSchema
-
-DEFAULT_VERSION = "1.0.0"
+from fetcher.definitions import GroupBy, Join
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """Relative path -> bytes of every file to write, and what each object became."""
+    """Relative path -> bytes of every file to write (but the manifest, which waits for the
+    versions: `with_manifest`), what each object became, and its manifest entry."""
 
     files: dict[str, bytes]
     served: dict[str, bool]  # "<kind>:<name>" -> written to the catalog (else metadata only)
-    problems: list[Problem]
+    manifest: dict[str, Any]  # entries without their version
+    entries: dict[str, ObjectEntry]  # "<kind>:<name>" -> the entry as stage 4 compares it
+
+    def with_manifest(self, versions: Mapping[str, str]) -> dict[str, bytes]:
+        """Every file, the manifest with each object's version (`<kind>:<name>` -> version)."""
+        manifest = json.loads(json.dumps(self.manifest))
+        for section, kind in KINDS.items():
+            for name, entry in manifest[section].items():
+                entry["version"] = versions[f"{kind}:{name}"]
+        return {**self.files, MANIFEST: render(manifest, sort=True)}
 
 
 def render(data: Any, *, sort: bool = False) -> bytes:
@@ -38,40 +45,7 @@ def render(data: Any, *, sort: bool = False) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=sort) + "\n").encode()
 
 
-def record_name(name: str) -> str:
-    """A group's default Avro record name: user_profile -> UserProfile."""
-    text = "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", name) if p)
-    return text if text[:1].isalpha() else f"G{text}"
-
-
-def _field(f: FeatureModel) -> dict[str, Any]:
-    base = avro_type(f.column.type)
-    kind: Any = base
-    if f.column.nullable:
-        kind = ["null", base] if f.column.default is None else [base, "null"]
-    out: dict[str, Any] = {"name": f.name, "type": kind}
-    if f.column.doc:
-        out["doc"] = f.column.doc
-    if f.column.has_default:
-        out["default"] = f.column.default
-    return out
-
-
-def _schema(g: GroupModel) -> dict[str, Any]:
-    avro = g.obj.avro or AvroSchema()
-    out: dict[str, Any] = {
-        "type": "record",
-        "name": avro.record or record_name(g.name),
-        "namespace": avro.namespace,
-    }
-    doc = avro.doc if avro.doc is not None else g.obj.description
-    if doc:
-        out["doc"] = doc
-    out["fields"] = [_field(f) for f in g.features]
-    return out
-
-
-def _group(g: GroupModel, previous: list[str]) -> dict[str, Any]:
+def _group(g: GroupModel, previous: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": g.name,
         "description": g.obj.description,
@@ -79,7 +53,7 @@ def _group(g: GroupModel, previous: list[str]) -> dict[str, Any]:
         "dataset": g.name,
         "keys": [{"name": k, "type": t} for k, t in g.keys],
         "schema": f"{g.name}.avsc",
-        "previous_schemas": previous,
+        "previous_schemas": list(previous),
         "max_age_seconds": g.max_age_s,
         "ttl_seconds": g.ttl_s,
         "online": g.obj.online,
@@ -116,18 +90,23 @@ def _hash(form: Any) -> str:
     return hashlib.sha256(render(form, sort=True)).hexdigest()
 
 
+def _signatures(features: Mapping[str, FeatureModel]) -> dict[str, Any]:
+    return {n: {"type": f.column.type, "nullable": f.column.nullable}
+            for n, f in features.items()}
+
+
 def build_output(
-    repo: Path,
     groups: dict[str, GroupModel],
     joins: dict[str, JoinModel],
     refs: References,
     found: list[Edge],
     compiler_version: str,
+    previous_files: Mapping[str, Sequence[SchemaFile]],
 ) -> Output:
-    """Every output file of a clean compile."""
+    """Every output file of a clean compile; `previous_files`: each served group's earlier
+    schemas (stage 4), copied byte for byte."""
     files: dict[str, bytes] = {}
     served: dict[str, bool] = {}
-    problems: list[Problem] = []
     lineage: dict[str, Any] = {"group_bys": {}, "joins": {}}
     manifest: dict[str, Any] = {"compiler_version": compiler_version, "group_bys": {}, "joins": {}}
     for name in sorted(groups):
@@ -137,26 +116,16 @@ def build_output(
         lineage["group_bys"][name] = {"served": not g.aggregated, "features": features}
         form: dict[str, Any] = {"keys": [list(k) for k in g.keys], "features": features}
         if not g.aggregated:
-            previous: list[str] = []
-            digests: list[str] = []
-            for path in (g.obj.avro or AvroSchema()).previous:
-                data = (repo / path).read_bytes()
-                target = f"groups/{Path(path).name}"
-                if target in files or Path(path).name == f"{name}.avsc":
-                    problems.append(Problem(
-                        Stage.OUTPUT, g.definition.file, g.definition.line, name, "avro.previous",
-                        f"{Path(path).name} would overwrite another catalog file",
-                        f'name earlier schemas "<group>.v<N>.avsc", e.g. "{name}.v1.avsc"'))
-                    continue
-                files[target] = data
-                previous.append(Path(path).name)
-                digests.append(hashlib.sha256(data).hexdigest())
-            group_json, schema = _group(g, previous), _schema(g)
+            previous = previous_files.get(name, ())
+            for earlier in previous:
+                files[f"groups/{earlier.name}"] = earlier.data
+            group_json, schema = _group(g, [e.name for e in previous]), group_schema(g)
             files[f"groups/{name}.json"] = render(group_json)
             files[f"groups/{name}.avsc"] = render(schema)
-            form.update(group=group_json, schema=schema, previous=digests)
-        manifest["group_bys"][name] = _manifest_entry(g.obj.version, form, g.obj.production,
-                                                      not g.aggregated, dict(g.obj.tags))
+            form.update(group=group_json, schema=schema,
+                        previous=[hashlib.sha256(e.data).hexdigest() for e in previous])
+        manifest["group_bys"][name] = _manifest_entry(
+            form, g.obj, not g.aggregated, g.keys, _signatures({f.name: f for f in g.features}))
     for name in sorted(joins):
         j = joins[name]
         parts = [(p, groups[t.name]) for p in j.parts
@@ -164,7 +133,10 @@ def build_output(
         is_served = all(not g.aggregated for _, g in parts)
         served[f"join:{name}"] = is_served
         outputs: dict[str, Any] = {}
+        signatures: dict[str, FeatureModel] = {}
         for p, g in parts:
+            for f in g.features:
+                signatures[p.prefix + f.name] = f
             for feature, entry in _lineage(g).items():
                 outputs[p.prefix + feature] = {"group_by": g.name, "feature": feature, **entry}
         lineage["joins"][name] = {"served": is_served, "features": outputs}
@@ -178,12 +150,15 @@ def build_output(
             files[f"services/{name}.json"] = render(service)
         form = {"service": service, "left": [list(c) for c in j.left_columns],
                 "left_kind": j.left_kind, "sample_percent": j.obj.sample_percent}
-        manifest["joins"][name] = _manifest_entry(j.obj.version, form, j.obj.production,
-                                                  is_served, dict(j.obj.tags))
+        manifest["joins"][name] = _manifest_entry(form, j.obj, is_served, j.left_columns,
+                                                  _signatures(signatures))
     files["metadata/lineage.json"] = render(lineage, sort=True)
-    files["metadata/version_manifest.json"] = render(manifest, sort=True)
     files["metadata/dependencies.json"] = render(_graph(groups, joins, found), sort=True)
-    return Output(files, served, problems)
+    entries = {
+        f"{kind}:{name}": parse_entry(kind, name, raw)
+        for section, kind in KINDS.items() for name, raw in manifest[section].items()
+    }
+    return Output(files, served, manifest, entries)
 
 
 def _service_join(part: PartModel, group: str) -> dict[str, Any]:
@@ -195,14 +170,17 @@ def _service_join(part: PartModel, group: str) -> dict[str, Any]:
     return out
 
 
-def _manifest_entry(version: str | None, form: Any, production: bool, served: bool,
-                    tags: dict[str, str]) -> dict[str, Any]:
+def _manifest_entry(form: Any, obj: GroupBy | Join, served: bool,
+                    keys: Sequence[tuple[str, str]], features: dict[str, Any]) -> dict[str, Any]:
     return {
-        "version": version or DEFAULT_VERSION,
+        "version": "",  # set by Output.with_manifest once stage 4 has computed it
         "hash": _hash(form),
-        "production": production,
+        "online": obj.online,
+        "production": obj.production,
         "served": served,
-        "tags": tags,
+        "tags": dict(obj.tags),
+        "keys": [list(k) for k in keys],
+        "features": features,
     }
 
 

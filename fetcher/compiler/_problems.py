@@ -13,7 +13,9 @@ class Stage(enum.IntEnum):
     SCHEMA = 1
     CONSISTENCY = 2
     DEPENDENCIES = 3
-    OUTPUT = 4
+    EVOLUTION = 4
+    PERFORMANCE = 5
+    OUTPUT = 6
 
     @property
     def label(self) -> str:

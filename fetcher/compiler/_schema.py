@@ -16,6 +16,7 @@ from fetcher.compiler._problems import Problem, ProblemSink, Stage
 from fetcher.compiler._refs import References
 from fetcher.compiler._sources import is_source, resolve_source
 from fetcher.compiler._types import KEY_TYPES, normalize_type, parse_duration
+from fetcher.compiler._versions import parse_version
 from fetcher.definitions import Accuracy, AvroSchema, Cache, GroupBy, Join, JoinPart
 
 AVRO_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -70,8 +71,10 @@ def _common(obj: GroupBy | Join, sink: ProblemSink) -> None:
         isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
     ):
         sink.error("tags", f"{tags!r:.40} is not a mapping of strings", 'write {"team": "risk"}')
-    if obj.version is not None and (not isinstance(obj.version, str) or not obj.version):
-        sink.error("version", f"{obj.version!r:.20} is not a version name", 'write e.g. "1.0.0"')
+    if obj.version is not None and parse_version(obj.version) is None:
+        sink.error("version", f"{obj.version!r:.20} is not a version",
+                   'write MAJOR.MINOR.PATCH, e.g. "1.2.0" ("2" is "2.0.0"), or None to have it '
+                   "computed")
 
 
 def _group_keys(obj: GroupBy, sink: ProblemSink) -> list[str] | None:

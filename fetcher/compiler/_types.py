@@ -110,3 +110,56 @@ class ColumnInfo:
     nullable: bool = False
     has_default: bool = False
     default: Any = None
+
+
+# Avro's numeric promotions form one chain: int -> long -> float -> double.
+_WIDENING = ("int32", "int64", "float", "double")
+_FROM_AVRO = {avro: column for column, avro in _SCALARS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A feature's type as versions and diffs compare it: the column type and nullability."""
+
+    type: str
+    nullable: bool = False
+
+    def render(self) -> str:
+        """`int64`, or `int64 (nullable)`."""
+        return f"{self.type} (nullable)" if self.nullable else self.type
+
+    def widens_to(self, new: Signature) -> bool:
+        """True when rows of this type read as `new` without loss: the same type, a numeric
+        promotion (int32 -> int64 -> float -> double, also of list items), or made nullable."""
+        return widens(self.type, new.type) and (new.nullable or not self.nullable)
+
+
+def widens(old: str, new: str) -> bool:
+    """True when column type `old` is `new` or is promoted to it by Avro resolution."""
+    if old == new:
+        return True
+    if is_list(old) and is_list(new):
+        return widens(old[5:-1], new[5:-1])
+    return old in _WIDENING and new in _WIDENING and _WIDENING.index(old) < _WIDENING.index(new)
+
+
+def avro_signature(avro: Any) -> Signature | None:
+    """The column type of an Avro field type the compiler writes (None: another Avro type)."""
+    nullable = False
+    if isinstance(avro, list):
+        branches = [b for b in avro if b != "null"]
+        if len(avro) != 2 or len(branches) != 1:
+            return None
+        nullable, avro = True, branches[0]
+    if isinstance(avro, dict):
+        if "logicalType" in avro:
+            return None
+        if avro.get("type") == "array":
+            item = avro_signature(avro.get("items"))
+            if item is None or item.nullable or list_of(item.type) is None:
+                return None
+            return Signature(f"list<{item.type}>", nullable)
+        avro = avro.get("type")
+    if isinstance(avro, str) and avro in _FROM_AVRO:
+        return Signature(_FROM_AVRO[avro], nullable)
+    return None

@@ -74,12 +74,16 @@ def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["compile", str(repo), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"ok", "repo", "out", "objects", "errors", "warnings", "error_counts",
-                           "stopped_at", "compile_seconds", "validation_seconds"}
+                           "stopped_at", "compile_seconds", "validation_seconds", "previous",
+                           "performance"}
     assert report["ok"] is False and report["stopped_at"] == "schema"
     assert report["objects"] == [{"kind": "group_by", "name": "risk.users.user_profile",
-                                  "file": GB_FILE, "line": 3, "served": None}]
+                                  "file": GB_FILE, "line": 3, "served": None,
+                                  "version": None}]
     assert report["error_counts"] == {"discovery": 0, "schema": 2, "consistency": 0,
-                                      "dependencies": 0, "output": 0}
+                                      "dependencies": 0, "evolution": 0, "performance": 0,
+                                      "output": 0}
+    assert report["previous"] is None and report["performance"] is None
     assert {e["field"] for e in report["errors"]} == {"sources[0].columns.age", "max_age"}
     assert set(report["errors"][0]) == {"stage", "file", "line", "object", "field", "problem",
                                         "fix"}
@@ -88,3 +92,5 @@ def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["compile", str(good), "--json", "--out", str(tmp_path / "out")]) == 0
     clean = json.loads(capsys.readouterr().out)
     assert clean["ok"] is True and clean["errors"] == [] and clean["objects"][0]["served"] is True
+    assert clean["objects"][0]["version"] == "1.0.0"
+    assert clean["performance"]["joins"] == {}
