@@ -20,7 +20,7 @@ from typing import Any
 from fetcher.catalog import CatalogError, load_catalog
 from fetcher.compiler._consistency import check_consistency
 from fetcher.compiler._dependencies import check_dependencies
-from fetcher.compiler._discover import FOLDERS, discover
+from fetcher.compiler._discover import FOLDERS, Discovery, discover
 from fetcher.compiler._emit import build_output
 from fetcher.compiler._problems import Problem, Stage
 from fetcher.compiler._refs import References
@@ -139,9 +139,13 @@ class _Run:
         return bool(self.errors)
 
 
-def compile_repo(repo: str | Path, out: str | Path | None = None, *,
-                 strict: bool = False) -> CompileReport:
-    """Compile the definitions of `repo` into `out` (None: check only, write nothing)."""
+def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: bool = False,
+                 reader: Callable[[Path], Discovery] = discover) -> CompileReport:
+    """Compile the definitions of `repo` into `out` (None: check only, write nothing).
+
+    `reader` collects the definitions (default: import the Python files; Chronon's configs
+    have their own, `compile_chronon`).
+    """
     started = time.perf_counter()
     root = Path(repo)
     if not root.is_dir():
@@ -151,7 +155,7 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *,
                          "Fix: run it on a definition repository (docs/compiler.md)")
     root = root.resolve()
     run = _Run(strict)
-    found = discover(root)
+    found = reader(root)
     definitions = found.definitions
     served: dict[str, bool] = {}
     validation_s = 0.0
