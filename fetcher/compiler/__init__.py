@@ -1,12 +1,20 @@
 """The compiler: Python feature definitions (fetcher.definitions) -> the catalog `fetcher
 serve` loads, plus metadata (lineage, dependencies, versions); docs/compiler.md.
 
-It owns discovery of a definition repository, the validation stages (schema, consistency,
-dependencies), the output and its final check with fetcher.catalog.load_catalog. The
-serving path (server, api, engine, cache) never imports it; an import-linter contract says so.
+It owns discovery of a definition repository (or of Chronon's compiled configs), the
+validation stages (schema, consistency, dependencies), the output and its final check
+with fetcher.catalog.load_catalog. The serving path (server, api, engine, cache) never
+imports it; an import-linter contract says so.
 """
 
-from fetcher.compiler._cli import EXIT_ERRORS, EXIT_OK, EXIT_USAGE, run_compile
+from fetcher.compiler._chronon import compile_chronon
+from fetcher.compiler._cli import (
+    EXIT_ERRORS,
+    EXIT_OK,
+    EXIT_USAGE,
+    run_chronon_compile,
+    run_compile,
+)
 from fetcher.compiler._compile import CompiledObject, CompileReport, UsageError, compile_repo
 from fetcher.compiler._problems import Problem, Stage
 
@@ -19,6 +27,8 @@ __all__ = [
     "Problem",
     "Stage",
     "UsageError",
+    "compile_chronon",
     "compile_repo",
+    "run_chronon_compile",
     "run_compile",
 ]
