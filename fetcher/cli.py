@@ -161,13 +161,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from fetcher.compiler import Limits, run_compile
+    from fetcher.compiler import Limits, run_chronon_compile, run_compile
 
     given = {"stores": args.max_stores, "lookups": args.max_lookups,
              "features": args.max_features, "tiles": args.max_tiles}
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
-    return run_compile(args.repo, args.out, strict=args.strict, as_json=args.json,
-                       against=args.against, force=args.force, limits=limits)
+    if args.from_chronon is None and args.types is None:
+        return run_compile(args.repo or ".", args.out, strict=args.strict, as_json=args.json,
+                           against=args.against, force=args.force, limits=limits)
+    return run_chronon_compile(args.from_chronon, args.types, args.out, repo=args.repo,
+                               strict=args.strict, as_json=args.json, against=args.against,
+                               force=args.force, limits=limits)
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -249,8 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         "compile", help="compile Python feature definitions into a catalog (docs/compiler.md)"
     )
     compile_.add_argument(
-        "repo", nargs="?", default=".", help="folder with group_bys/ and joins/ (default: .)"
+        "repo", nargs="?", default=None, help="folder with group_bys/ and joins/ (default: .)"
     )
+    compile_.add_argument("--from-chronon", metavar="DIR",
+                          help="compile Chronon's compiled configs (production/) instead of REPO")
+    compile_.add_argument("--types", metavar="FILE",
+                          help="column types of the Chronon tables: JSON, TOML or a folder of "
+                          "<table>.parquet")
     compile_.add_argument("--out", metavar="DIR", help="write the catalog here (else check only)")
     compile_.add_argument("--strict", action="store_true", help="treat warnings as errors")
     compile_.add_argument("--json", action="store_true", help="print the report as JSON")

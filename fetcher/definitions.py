@@ -133,7 +133,8 @@ Source = EventSource | EntitySource | JoinSource
 class Aggregation:
     """One aggregation of a column over each window; `windows=None` is unbounded.
 
-    Windows are durations such as "30m", "1h", "7d"; `tile` overrides the hop size.
+    Windows are durations such as "30m", "1h", "7d"; `tile` overrides the hop size; `name`
+    overrides the features' name before the window (default `<column>_<operation>`).
     """
 
     column: str
@@ -142,6 +143,7 @@ class Aggregation:
     k: int | None = None
     percentiles: Sequence[float] | None = None
     tile: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Stage 1 for aggregations: the operation fits the column, windows and tiles, output types.
 
-Output features are `<column>_<operation>_<window>` (`amount_sum_7d`), or
+Output features are `<column>_<operation>_<window>` (`amount_sum_7d`; `name=` replaces the
+`<column>_<operation>` part), or
 `<column>_<operation>` for an unbounded window. The tile (hop) of a window follows
 Chronon: 5 minutes below 12 hours, 1 hour below 12 days, 1 day above (and unbounded).
 """
@@ -140,6 +141,9 @@ def _one(
     elif agg.percentiles is not None:
         sink.error(f"{where}.percentiles", f"percentiles are only for approx_percentile, "
                    f"not {op.value}", "remove percentiles")
+    if agg.name is not None and (not isinstance(agg.name, str) or not agg.name):
+        sink.error(f"{where}.name", f"{agg.name!r:.40} is not a feature name",
+                   "write a name such as \"amount_total\", or None for <column>_<operation>")
     windows = _windows(agg.windows, where, sink)
     tile_s: int | None = None
     if agg.tile is not None:
@@ -162,7 +166,8 @@ def _one(
                       "holds: it is compiled into the metadata and can never be served",
                       "use top_k or approx_percentile for a servable summary")
             kind = f"map<{column.type},int64>"
-        name = f"{agg.column}_{op.value}" + (f"_{text}" if text else "")
+        base = agg.name if agg.name is not None else f"{agg.column}_{op.value}"
+        name = base + (f"_{text}" if text else "")
         tile = tile_s if tile_s is not None else default_tile(seconds)
         features.append(
             FeatureModel(name, ColumnInfo(kind, "", True, True, None), agg.column, op.value,

@@ -1,12 +1,14 @@
 """The `fetcher compile` command: run `compile_repo`, print the report, pick the exit code.
 
-Exit codes: 0 clean, 1 validation errors, 2 usage (a missing or empty repository folder).
+Exit codes: 0 clean, 1 validation errors, 2 usage (a missing or empty repository folder,
+bad options, an unreadable --types file).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from fetcher.compiler._compile import CompileReport, UsageError, compile_repo
@@ -40,11 +42,39 @@ def run_compile(repo: str, out: str | None, *, strict: bool = False, as_json: bo
                 against: str | None = None, force: bool = False, limits: Limits | None = None,
                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Compile `repo` into `out` and report: the exit code of `fetcher compile`."""
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
+    return _run(lambda: compile_repo(repo, out, strict=strict, against=against, force=force,
+                                     limits=limits),
+                as_json, stdout or sys.stdout, stderr or sys.stderr)
+
+
+def run_chronon_compile(chronon_dir: str | None, types: str | None, out: str | None, *,
+                        repo: str | None = None, strict: bool = False, as_json: bool = False,
+                        against: str | None = None, force: bool = False,
+                        limits: Limits | None = None,
+                        stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """`fetcher compile --from-chronon DIR --types FILE`: its exit code (2 for bad usage)."""
+    from fetcher.compiler._chronon import compile_chronon
+
+    def build() -> CompileReport:
+        if repo is not None:
+            raise UsageError(f"give either REPO ({repo}) or --from-chronon, not both. Fix: "
+                             "drop REPO to compile Chronon's configs")
+        if chronon_dir is None:
+            raise UsageError("--types is for --from-chronon. Fix: add --from-chronon DIR, or "
+                             "drop --types (Python definitions declare their column types)")
+        if types is None:
+            raise UsageError("--from-chronon needs --types FILE: Chronon configs carry no "
+                             "column types. Fix: write a types file (docs/compiler.md)")
+        return compile_chronon(chronon_dir, types, out, strict=strict, against=against,
+                               force=force, limits=limits)
+
+    return _run(build, as_json, stdout or sys.stdout, stderr or sys.stderr)
+
+
+def _run(build: Callable[[], CompileReport], as_json: bool, stdout: TextIO,
+         stderr: TextIO) -> int:
     try:
-        report = compile_repo(repo, out, strict=strict, against=against, force=force,
-                              limits=limits)
+        report = build()
     except UsageError as exc:
         if as_json:
             print(json.dumps({"ok": False, "usage_error": str(exc)}, indent=2), file=stdout)

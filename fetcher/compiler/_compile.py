@@ -24,7 +24,7 @@ from fetcher.catalog import CatalogError, load_catalog
 from fetcher.compiler._compiled import CompiledOutput, CompiledReadError, is_compiled, read_compiled
 from fetcher.compiler._consistency import check_consistency
 from fetcher.compiler._dependencies import check_dependencies
-from fetcher.compiler._discover import FOLDERS, discover
+from fetcher.compiler._discover import FOLDERS, Discovery, discover
 from fetcher.compiler._emit import build_output
 from fetcher.compiler._evolution import check_evolution
 from fetcher.compiler._model import GroupModel, JoinModel
@@ -168,8 +168,12 @@ def _previous(against: str | Path | None, out: str | Path | None) -> CompiledOut
 
 def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: bool = False,
                  against: str | Path | None = None, force: bool = False,
-                 limits: Limits | None = None) -> CompileReport:
+                 limits: Limits | None = None,
+                 reader: Callable[[Path], Discovery] = discover) -> CompileReport:
     """Compile the definitions of `repo` into `out` (None: check only, write nothing).
+
+    `reader` collects the definitions (default: import the Python files; Chronon's configs
+    have their own, `compile_chronon`).
 
     `against`: the previous output to check evolution against (default: `out`'s contents);
     `force`: accept a change of an online production object without a version bump.
@@ -184,7 +188,7 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: boo
     previous = _previous(against, out)
     root = root.resolve()
     run = _Run(strict)
-    found = discover(root)
+    found = reader(root)
     definitions = found.definitions
     served: dict[str, bool] = {}
     versions: dict[str, str] = {}
