@@ -67,6 +67,10 @@ class CompileReport:
     validation_s: float
     previous: str | None = None  # the compiled output stage 4 compared with
     performance: dict[str, Any] | None = None  # stage 5's numbers; None: it did not run
+    # metadata/lineage.json and dependencies.json as built (not in --json; the --report page
+    # draws them); None: the compile stopped before the output was built (stages 0-3)
+    lineage: dict[str, Any] | None = None
+    graph: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -193,6 +197,7 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: boo
     served: dict[str, bool] = {}
     versions: dict[str, str] = {}
     performance: dict[str, Any] | None = None
+    metadata: tuple[dict[str, Any], dict[str, Any]] | None = None  # lineage, graph
     validation_s = 0.0
 
     def report() -> CompileReport:
@@ -204,7 +209,8 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: boo
         return CompileReport(str(repo), str(out) if out is not None else None, objects,
                              tuple(run.errors), tuple(run.warnings), run.stopped_at,
                              time.perf_counter() - started, validation_s,
-                             previous.folder if previous is not None else None, performance)
+                             previous.folder if previous is not None else None, performance,
+                             *(metadata or (None, None)))
 
     if run.stage(Stage.DISCOVERY, found.problems):
         return report()
@@ -225,6 +231,7 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: boo
     evolution = check_evolution(root, schema.groups, previous)
     output = build_output(schema.groups, schema.joins, refs, edges, compiler_version(),
                           evolution.previous_files)
+    metadata = (output.lineage, output.graph)
     models: list[GroupModel | JoinModel] = [*schema.groups.values(), *schema.joins.values()]
     by_key = {f"{m.definition.kind}:{m.name}": m.definition for m in models}
     assigned, problems = assign_versions(output.entries, by_key, previous, force=force)

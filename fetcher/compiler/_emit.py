@@ -24,12 +24,15 @@ from fetcher.definitions import GroupBy, Join
 @dataclass(frozen=True, slots=True)
 class Output:
     """Relative path -> bytes of every file to write (but the manifest, which waits for the
-    versions: `with_manifest`), what each object became, and its manifest entry."""
+    versions: `with_manifest`), what each object became, and its manifest entry; the lineage
+    and the graph as written (for the --report page)."""
 
     files: dict[str, bytes]
     served: dict[str, bool]  # "<kind>:<name>" -> written to the catalog (else metadata only)
     manifest: dict[str, Any]  # entries without their version
     entries: dict[str, ObjectEntry]  # "<kind>:<name>" -> the entry as stage 4 compares it
+    lineage: dict[str, Any]  # metadata/lineage.json
+    graph: dict[str, Any]  # metadata/dependencies.json
 
     def with_manifest(self, versions: Mapping[str, str]) -> dict[str, bytes]:
         """Every file, the manifest with each object's version (`<kind>:<name>` -> version)."""
@@ -152,13 +155,14 @@ def build_output(
                 "left_kind": j.left_kind, "sample_percent": j.obj.sample_percent}
         manifest["joins"][name] = _manifest_entry(form, j.obj, is_served, j.left_columns,
                                                   _signatures(signatures))
+    graph = _graph(groups, joins, found)
     files["metadata/lineage.json"] = render(lineage, sort=True)
-    files["metadata/dependencies.json"] = render(_graph(groups, joins, found), sort=True)
+    files["metadata/dependencies.json"] = render(graph, sort=True)
     entries = {
         f"{kind}:{name}": parse_entry(kind, name, raw)
         for section, kind in KINDS.items() for name, raw in manifest[section].items()
     }
-    return Output(files, served, manifest, entries)
+    return Output(files, served, manifest, entries, lineage, graph)
 
 
 def _service_join(part: PartModel, group: str) -> dict[str, Any]:
