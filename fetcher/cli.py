@@ -168,10 +168,11 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
     if args.from_chronon is None and args.types is None:
         return run_compile(args.repo or ".", args.out, strict=args.strict, as_json=args.json,
-                           against=args.against, force=args.force, limits=limits)
+                           against=args.against, force=args.force, limits=limits,
+                           report=args.report)
     return run_chronon_compile(args.from_chronon, args.types, args.out, repo=args.repo,
                                strict=args.strict, as_json=args.json, against=args.against,
-                               force=args.force, limits=limits)
+                               force=args.force, limits=limits, report=args.report)
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -263,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--out", metavar="DIR", help="write the catalog here (else check only)")
     compile_.add_argument("--strict", action="store_true", help="treat warnings as errors")
     compile_.add_argument("--json", action="store_true", help="print the report as JSON")
+    compile_.add_argument("--report", metavar="FILE.html",
+                          help="also write the report as an HTML page (even when it fails)")
     compile_.add_argument(
         "--against", metavar="DIR",
         help="check evolution against this compiled output (default: --out's contents)",

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from fetcher.compiler._compile import CompileReport, UsageError, compile_repo
 from fetcher.compiler._performance import Limits
+from fetcher.compiler._report import write_report
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -40,17 +41,19 @@ def _human(report: CompileReport, out: TextIO, err: TextIO) -> None:
 
 def run_compile(repo: str, out: str | None, *, strict: bool = False, as_json: bool = False,
                 against: str | None = None, force: bool = False, limits: Limits | None = None,
+                report: str | None = None,
                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Compile `repo` into `out` and report: the exit code of `fetcher compile`."""
+    """Compile `repo` into `out` and report (`report`: also as an HTML page there): the exit
+    code of `fetcher compile`."""
     return _run(lambda: compile_repo(repo, out, strict=strict, against=against, force=force,
                                      limits=limits),
-                as_json, stdout or sys.stdout, stderr or sys.stderr)
+                as_json, report, stdout or sys.stdout, stderr or sys.stderr)
 
 
 def run_chronon_compile(chronon_dir: str | None, types: str | None, out: str | None, *,
                         repo: str | None = None, strict: bool = False, as_json: bool = False,
                         against: str | None = None, force: bool = False,
-                        limits: Limits | None = None,
+                        limits: Limits | None = None, report: str | None = None,
                         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """`fetcher compile --from-chronon DIR --types FILE`: its exit code (2 for bad usage)."""
     from fetcher.compiler._chronon import compile_chronon
@@ -68,10 +71,10 @@ def run_chronon_compile(chronon_dir: str | None, types: str | None, out: str | N
         return compile_chronon(chronon_dir, types, out, strict=strict, against=against,
                                force=force, limits=limits)
 
-    return _run(build, as_json, stdout or sys.stdout, stderr or sys.stderr)
+    return _run(build, as_json, report, stdout or sys.stdout, stderr or sys.stderr)
 
 
-def _run(build: Callable[[], CompileReport], as_json: bool, stdout: TextIO,
+def _run(build: Callable[[], CompileReport], as_json: bool, page: str | None, stdout: TextIO,
          stderr: TextIO) -> int:
     try:
         report = build()
@@ -84,4 +87,11 @@ def _run(build: Callable[[], CompileReport], as_json: bool, stdout: TextIO,
         print(json.dumps(report.as_json(), indent=2), file=stdout)
     else:
         _human(report, stdout, stderr)
+    if page is not None:  # written whatever the outcome: the errors are the most useful part
+        try:
+            write_report(report, page)
+        except OSError as exc:
+            print(f"fetcher compile: --report {page}: cannot write it: {exc}. Fix: give a "
+                  "file in a writable folder", file=stderr)
+            return EXIT_USAGE
     return EXIT_OK if report.ok else EXIT_ERRORS
