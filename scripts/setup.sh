@@ -7,7 +7,9 @@
 #                (`make run`)
 #   dev          (the default) everything: the venv with the dev extras
 #                (pip install -e '.[dev]'), Debian's redis-server for the test
-#                services, the pinned Go tools (grpcurl, grpc-health-probe, ghz,
+#                services, Debian's chromium (the headless browser that opens
+#                `fetcher compile --report` pages in tests/unit/compiler/test_report.py),
+#                the pinned Go tools (grpcurl, grpc-health-probe, ghz,
 #                kubeconform, toxiproxy) and hadolint / the Kubernetes schemas in .tools
 #                (`make test`, `make bench`, `make lint`, ...)
 #
@@ -19,6 +21,8 @@
 #   PYTHON=python3 interpreter that creates the venv
 #   TOOLS_DIR=dir  where the dev tools go (default .tools)
 #   SKIP_APT=1     do not install Debian packages
+#   CHROMIUM=path  the browser the report test runs (default /usr/bin/chromium, Debian's
+#                  package `chromium`, installed when the path is missing)
 #   SKIP_GO=1      do not install the Go tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +32,7 @@ VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 TOOLS_DIR="${TOOLS_DIR:-$ROOT/.tools}"
 TOOLS_BIN="$TOOLS_DIR/bin"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
 PROFILE="${1:-dev}"
 case "$PROFILE" in
@@ -125,6 +130,15 @@ setup_redis() {
   if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
 }
 
+setup_chromium() {
+  if [[ -x "$CHROMIUM" ]]; then
+    say "chromium present ($CHROMIUM)"
+    return
+  fi
+  [[ "${SKIP_APT:-}" == 1 ]] && die "chromium missing ($CHROMIUM) and SKIP_APT=1"
+  apt_install chromium
+}
+
 find_go() {
   if command -v go >/dev/null 2>&1; then command -v go; return; fi
   if [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go; return; fi
@@ -177,6 +191,7 @@ setup_pypi_tools() {
 setup_venv
 if [[ "$PROFILE" == dev ]]; then
   setup_redis
+  setup_chromium
   setup_go_tools
   setup_pypi_tools
 fi

@@ -3,7 +3,8 @@
 `make run` needs only the venv with the runtime dependencies (the `serve` profile);
 every other target gets everything (`dev`). The script runs here against stub
 commands (python, go, apt-get, sudo, redis-server) that only record how they were
-called, in a temporary venv and tools folder: no network, nothing installed.
+called, in a temporary venv and tools folder: no network, nothing installed. The
+browser dev needs (CHROMIUM) is a stub file too, present unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def _stub(path: Path, name: str, body: str) -> None:
 def sandbox(tmp_path: Path) -> Path:
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     (tmp_path / "stubs").mkdir()
+    _stub(tmp_path / "chromium", "chromium", "")
     for name, body in _STUBS.items():
         if name == "python":
             _stub(tmp_path / "venv" / "bin" / "python", name, body)
@@ -52,7 +54,7 @@ def sandbox(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_setup(sandbox: Path, *args: str) -> list[str]:
+def run_setup(sandbox: Path, *args: str, **extra_env: str) -> list[str]:
     """Runs scripts/setup.sh ARGS against the stubs; returns the stub calls it made."""
     log = sandbox / "calls.log"
     log.write_text("")
@@ -62,6 +64,8 @@ def run_setup(sandbox: Path, *args: str) -> list[str]:
         "STUB_LOG": str(log),
         "VENV": str(sandbox / "venv"),
         "TOOLS_DIR": str(sandbox / "tools"),
+        "CHROMIUM": str(sandbox / "chromium"),
+        **extra_env,
     }
     subprocess.run(["bash", str(SETUP), *args], env=env, check=True, capture_output=True,
                    timeout=60)
@@ -140,6 +144,26 @@ def test_an_unknown_profile_is_refused(sandbox: Path) -> None:
         run_setup(sandbox, "server")
     assert failed.value.returncode == 2
     assert b"usage:" in failed.value.stderr
+
+
+def test_dev_installs_chromium_with_apt_when_it_is_missing(sandbox: Path) -> None:
+    # As a non-root user (an `id` stub), every apt step goes through the sudo stub, which
+    # only records it: nothing on this machine is touched.
+    _stub(sandbox / "stubs" / "id", "id", "echo 1000\n")
+    missing = str(sandbox / "no-chromium")
+    calls = run_setup(sandbox, "dev", CHROMIUM=missing)
+    installs = [c for c in calls if c.startswith("sudo apt-get install")]
+    assert installs == ["sudo apt-get install -y -qq --no-install-recommends chromium"], calls
+    assert "sudo apt-get update -qq" in calls
+    assert not any("chromium" in c for c in run_setup(sandbox, "serve", CHROMIUM=missing))
+
+
+def test_dev_with_skip_apt_and_no_chromium_says_so(sandbox: Path) -> None:
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        run_setup(sandbox, "dev", CHROMIUM=str(sandbox / "no-chromium"), SKIP_APT="1")
+    assert b"chromium missing" in failed.value.stderr and b"SKIP_APT=1" in failed.value.stderr
+    calls = (sandbox / "calls.log").read_text()
+    assert "apt-get" not in calls
 
 
 def make_dry_run(target: str) -> str:
