@@ -100,7 +100,7 @@ def _summary(report: CompileReport, timings: bool) -> str:
     if timings:
         parts.append(f'<p id="timings">compile {report.compile_s:.2f} s, validation '
                      f"{report.validation_s:.2f} s (the only line that differs between runs)</p>")
-    return '<section id="summary"><h2>Summary</h2>\n' + "\n".join(parts) + "</section>"
+    return '<section id="summary"><h2>Summary</h2>\n' + "\n".join(parts) + "\n</section>"
 
 
 def _problem_rows(problems: Sequence[Problem]) -> list[list[str]]:
