@@ -7,6 +7,7 @@ read the DOM it builds and decode the screenshot it takes. Chromium missing is a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from fetcher.compiler import CompileReport, Limits, Stage, compile_repo, run_chronon_compile
+from fetcher.cli import main
+from fetcher.compiler import CompileReport, Limits, Stage, compile_repo
 from fetcher.compiler import run_compile as run_compile_cli
 from fetcher.compiler._report import render_report
 from fetcher.compiler._report_graph import layout
@@ -202,11 +204,12 @@ def test_the_page_is_deterministic_but_for_the_timings_line(tmp_path: Path) -> N
     assert 'id="timings"' not in render_report(_demo(), timings=False)
 
 
-def test_the_cli_writes_the_page_when_the_compile_fails(tmp_path: Path) -> None:
+def test_the_cli_writes_the_page_when_the_compile_fails(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = write_repo(tmp_path / "repo", BROKEN)
     page = tmp_path / "reports" / "compile.html"
-    with open(os.devnull, "w") as null:
-        assert run_compile_cli(str(repo), None, report=str(page), stdout=null, stderr=null) == 1
+    assert main(["compile", str(repo), "--json", "--report", str(page)]) == 1
+    assert json.loads(capsys.readouterr().out)["stopped_at"] == "schema"  # --json unchanged
     html = page.read_text(encoding="utf-8")
     assert "FAILED" in html and "sum needs a numeric column" in html
     assert html.startswith("<!DOCTYPE html>") and "<link" not in html and "src=" not in html
@@ -232,11 +235,8 @@ def _chronon_samples(tmp_path: Path) -> Path:
 
 def test_a_chronon_compile_writes_its_page(tmp_path: Path) -> None:
     page = tmp_path / "chronon.html"
-    with open(os.devnull, "w") as null:
-        code = run_chronon_compile(str(_chronon_samples(tmp_path)),
-                                   str(write_types(tmp_path / "types.json")), None,
-                                   report=str(page), stdout=null, stderr=null)
-    assert code == 0
+    assert main(["compile", "--from-chronon", str(_chronon_samples(tmp_path)), "--types",
+                 str(write_types(tmp_path / "types.json")), "--report", str(page)]) == 0
     html = page.read_text(encoding="utf-8")
     assert "sample_team.sample_join.v1" in html and "metadata only" in html
     assert "sample_team_sample_group_by_v1_impressed_unique_count_1d_sum" in html
