@@ -1,6 +1,7 @@
 """Schema evolution on a real store: v1 rows loaded with `fetcher load` and served; v2 adds
 features with defaults (compiled against the output, which keeps the v1 schema), the server
-reloads and serves the v1 rows with the new features at their defaults, and v2 rows with
+reloads and serves the v1 rows with the new features at their defaults (and two widened
+ones promoted: int32 -> int64, float -> double), and v2 rows with
 their values; a narrowing v3 is refused and leaves the output and the server as they were;
 the documented migration (a new name, backfilled) moves the join to a new dataset."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import struct
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,11 +63,15 @@ users = GroupBy(
 """
 
 
-V1 = {"age": '"int64"', "score": '"double"'}
-V2 = {**V1, "country": 'Column("string", nullable=True)', "tier": 'Column("int64", default=3)',
+V1 = {"age": '"int64"', "score": '"double"', "visits": '"int32"', "ratio": '"float"'}
+# v2 widens visits and ratio (rows hold int32 and float: Avro promotes them) and adds three
+# features with defaults.
+V2 = {**V1, "visits": '"int64"', "ratio": '"double"',
+      "country": 'Column("string", nullable=True)', "tier": 'Column("int64", default=3)',
       "segment": 'Column("string", nullable=True, default="none")'}
 V3 = {**V2, "score": '"float"'}  # a narrowing: rows hold doubles
-TYPES = {"age": FeatureType.INT64, "score": FeatureType.DOUBLE, "country": FeatureType.STRING,
+TYPES = {"age": FeatureType.INT64, "score": FeatureType.DOUBLE, "visits": FeatureType.INT64,
+         "ratio": FeatureType.DOUBLE, "country": FeatureType.STRING,
          "tier": FeatureType.INT64, "segment": FeatureType.STRING}
 
 
@@ -136,16 +142,20 @@ def test_evolution_sequence_on_a_real_store(tmp_path: Path) -> None:
 
     # v1 rows, from CSV.
     v1_csv = tmp_path / "v1.csv"
-    v1_csv.write_text(f"user_id,event_time,age,score\n1,{t1},30,0.5\n2,{t1},41,-2.25\n",
+    v1_csv.write_text("user_id,event_time,age,score,visits,ratio\n"
+                      f"1,{t1},30,0.5,2147483647,0.1\n2,{t1},41,-2.25,-2147483648,-1.5\n",
                       encoding="utf-8")
     load_cli(settings, {GROUP: (v1_csv, 2)})
+    float_01 = struct.unpack("<f", struct.pack("<f", 0.1))[0]  # 0.1 as the float it is stored as
     expected: dict[int, tuple[int, Mapping[str, Any]]] = {
-        1: (t1, {"age": 30, "score": 0.5}), 2: (t1, {"age": 41, "score": -2.25})}
+        1: (t1, {"age": 30, "score": 0.5, "visits": 2**31 - 1, "ratio": float_01}),
+        2: (t1, {"age": 41, "score": -2.25, "visits": -(2**31), "ratio": -1.5}),
+    }
 
     with (serving("evolution", settings, port, tmp_path / "server.log",
                   command=FETCHER_MODULE) as server,
           FeatureClient(server.target, timeout_s=10.0) as client):
-        _check(client, expected, ["age", "score"])
+        _check(client, expected, ["age", "score", "visits", "ratio"])
 
         # v2: two features with defaults; the output keeps the v1 schema for the v1 rows.
         _write_definitions(repo, V2)
@@ -153,7 +163,7 @@ def test_evolution_sequence_on_a_real_store(tmp_path: Path) -> None:
         group_file = json.loads((out / "groups" / f"{GROUP}.json").read_text())
         assert group_file["previous_schemas"] == [f"{GROUP}.v1.avsc"], group_file
         _reload(server, client, out)
-        features = ["age", "score", "country", "tier", "segment"]
+        features = ["age", "score", "visits", "ratio", "country", "tier", "segment"]
         defaults = {"country": None, "tier": 3, "segment": "none"}
         expected = {user: (t, {**values, **defaults})
                     for user, (t, values) in expected.items()}
@@ -162,10 +172,11 @@ def test_evolution_sequence_on_a_real_store(tmp_path: Path) -> None:
         # v2 rows (JSONL): a v1 row replaced by a later one, a new one (segment null, not
         # its default), one at the defaults (the new features left out).
         v2_rows: list[dict[str, Any]] = [
-            {"user_id": 2, "age": 42, "score": 3.5, "country": "NO", "tier": 9,
-             "segment": "gold"},
-            {"user_id": 3, "age": 7, "score": 1.0, "country": "SE", "tier": 0, "segment": None},
-            {"user_id": 4, "age": 8, "score": 2.0},
+            {"user_id": 2, "age": 42, "score": 3.5, "visits": 2**40, "ratio": 0.1,
+             "country": "NO", "tier": 9, "segment": "gold"},
+            {"user_id": 3, "age": 7, "score": 1.0, "visits": 0, "ratio": 0.0, "country": "SE",
+             "tier": 0, "segment": None},
+            {"user_id": 4, "age": 8, "score": 2.0, "visits": 1, "ratio": 1.0},
         ]
         load_cli(settings, {GROUP: (write_jsonl(tmp_path / "v2.jsonl", [
             {**row, "event_time": t2} for row in v2_rows]), 3)})
@@ -191,11 +202,13 @@ def test_evolution_sequence_on_a_real_store(tmp_path: Path) -> None:
         compile_cli(repo, out)
         assert not (out / "groups" / f"{GROUP}.json").exists()
         load_cli(settings, {RENAMED: (write_jsonl(tmp_path / "v3.jsonl", [
-            {"user_id": 5, "event_time": t2, "age": 50, "score": 0.25, "country": "FI"},
+            {"user_id": 5, "event_time": t2, "age": 50, "score": 0.25, "visits": 5,
+             "ratio": 0.5, "country": "FI"},
         ]), 1)})
         _reload(server, client, out)
-        _check(client, {5: (t2, {"age": 50, "score": 0.25, "country": "FI", "tier": 3,
-                                 "segment": "none"})}, features, group=RENAMED)
+        _check(client, {5: (t2, {"age": 50, "score": 0.25, "visits": 5, "ratio": 0.5,
+                                 "country": "FI", "tier": 3, "segment": "none"})},
+               features, group=RENAMED)
         with pytest.raises(grpc.RpcError) as gone:
             client.get(keys={"user_id": 1}, group=GROUP)
         assert gone.value.code() is grpc.StatusCode.NOT_FOUND, gone.value
