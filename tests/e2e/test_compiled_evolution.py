@@ -1,9 +1,9 @@
 """Schema evolution on a real store: v1 rows loaded with `fetcher load` and served; v2 adds
-features with defaults (compiled against the output, which keeps the v1 schema), the server
-reloads and serves the v1 rows with the new features at their defaults (and two widened
-ones promoted: int32 -> int64, float -> double), and v2 rows with
-their values; a narrowing v3 is refused and leaves the output and the server as they were;
-the documented migration (a new name, backfilled) moves the join to a new dataset."""
+features with defaults and widens two (int32 -> int64, float -> double), compiled against the
+output, which keeps the v1 schema; the server reloads and serves the v1 rows with the new
+features at their defaults and the widened ones promoted, and v2 rows with their values; a
+narrowing v3 is refused and leaves the output and the server as they were; the documented
+migration (a new name, backfilled) moves the join to a new dataset."""
 
 from __future__ import annotations
 
