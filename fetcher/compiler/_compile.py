@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
+import os
 import shutil
 import tempfile
 import time
@@ -107,20 +109,46 @@ def compiler_version() -> str:
 
 
 def write_output(out: Path, files: dict[str, bytes]) -> None:
-    """Make out/{groups,services,metadata} hold exactly `files` (other files left alone)."""
+    """Make out/{groups,services,metadata} hold exactly `files` (other files left alone).
+
+    A server watching `out` (watch_config) may load it between any two steps, so each file is
+    renamed into place whole, in an order where every state in between is refused by the
+    catalog loader or reads every row the previous catalog could: kept schemas, group files,
+    current schemas, services, metadata; the files no longer produced are removed last.
+    """
+    (out / "groups").mkdir(parents=True, exist_ok=True)  # the catalog may have no group
+    current = {f"groups/{json.loads(data)['schema']}" for rel, data in files.items()
+               if rel.startswith("groups/") and rel.endswith(".json")}
+    for rel in sorted(files, key=lambda r: (_write_rank(r, current), r)):
+        path, data = out / rel, files[rel]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_bytes() != data:
+            _replace(path, data)
     for sub in OUTPUT_DIRS:
         folder = out / sub
         if folder.is_dir():
-            for old in folder.iterdir():
+            for old in sorted(folder.iterdir()):
                 rel = f"{sub}/{old.name}"
                 if old.is_file() and old.suffix in (".json", ".avsc") and rel not in files:
                     old.unlink()
-    (out / "groups").mkdir(parents=True, exist_ok=True)  # the catalog may have no group
-    for rel, data in sorted(files.items()):
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.read_bytes() != data:
-            path.write_bytes(data)
+
+
+def _write_rank(rel: str, current: set[str]) -> int:
+    # Kept schemas first (nothing reads them until a group file lists them), then the group
+    # files (which list them), the current schemas, the services (which may name new groups).
+    if rel.startswith("groups/"):
+        return 1 if rel.endswith(".json") else 2 if rel in current else 0
+    return 3 if rel.startswith("services/") else 4
+
+
+def _replace(path: Path, data: bytes) -> None:
+    # The temporary name's suffix is one the catalog loader does not read.
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        scratch.write_bytes(data)
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def _check_catalog(out: Path) -> list[Problem]:

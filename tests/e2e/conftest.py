@@ -35,6 +35,9 @@ CONFIG_DIR = REPO / "config" / "demo"
 TOOLS_BIN = REPO / ".tools" / "bin"
 # The venv that runs pytest is the one whose `fetcher` entry point is under test.
 FETCHER = Path(sys.executable).parent / "fetcher"
+# The CLI of the code in this checkout: the entry point above imports wherever the venv's
+# editable install points, which is another checkout when a worktree shares the venv.
+FETCHER_MODULE = (sys.executable, "-m", "fetcher.cli")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
@@ -76,6 +79,7 @@ def write_settings(
     cache: Mapping[str, Any] | None = None,
     max_batch_entities: int = 600,
     workers: int = 1,
+    config_dir: Path = CONFIG_DIR,
 ) -> Path:
     """A settings TOML for one e2e server (small batch limit: the limit is tested).
 
@@ -84,7 +88,7 @@ def write_settings(
     lines = [
         "[server]",
         f'listen = "127.0.0.1:{port}"',
-        f"config_dir = {json.dumps(str(CONFIG_DIR))}",
+        f"config_dir = {json.dumps(str(config_dir))}",
         f"max_batch_entities = {max_batch_entities}",
         f"workers = {workers}",
         'metrics_listen = ""',
@@ -196,11 +200,16 @@ def _probe(port: int) -> bool:
 
 
 @contextmanager
-def serving(name: str, settings: Path, port: int, log: Path) -> Iterator[RunningServer]:
-    """Start `fetcher serve`, wait for SERVING, yield; then SIGTERM and require exit code 0."""
+def serving(
+    name: str, settings: Path, port: int, log: Path, *, command: Sequence[str] = ()
+) -> Iterator[RunningServer]:
+    """Start `fetcher serve`, wait for SERVING, yield; then SIGTERM and require exit code 0.
+
+    `command` runs instead of the venv's `fetcher` (e.g. FETCHER_MODULE).
+    """
     with open(log, "wb") as log_fh:
         process = subprocess.Popen(
-            [str(FETCHER), "serve", "--settings", str(settings)],
+            [*(command or [str(FETCHER)]), "serve", "--settings", str(settings)],
             cwd=REPO,
             env=fetcher_env(),
             stdout=log_fh,
