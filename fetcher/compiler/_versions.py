@@ -158,7 +158,8 @@ def assign_versions(
     previous: CompiledOutput | None, *, force: bool,
 ) -> tuple[dict[str, str], list[Problem]]:
     """The version each object records, and the problems: an explicit `version=` lower than
-    the change needs, an online production object changed without a version bump."""
+    the change needs, an online production object changed without a version bump or
+    removed."""
     versions: dict[str, str] = {}
     problems: list[Problem] = []
     for key, new in entries.items():
@@ -192,4 +193,28 @@ def assign_versions(
                     d, f"the online production {d.kind} changed without a version bump "
                     f"({what})", f'confirm it with version="{format_version(needed)}" on the '
                     "definition, or compile with --force"))
+    problems.extend(_removed_in_production(entries, previous, force=force))
     return versions, problems
+
+
+def _removed_in_production(
+    entries: Mapping[str, ObjectEntry], previous: CompiledOutput | None, *, force: bool,
+) -> list[Problem]:
+    """An online production object of the previous output that the definitions no longer
+    have: its callers would get NOT_FOUND, so removing it takes --force."""
+    if previous is None:
+        return []
+    manifest = f"{previous.folder}/metadata/version_manifest.json"
+    problems = []
+    for key, old in sorted(previous.objects.items()):
+        if key in entries or not (old.online and old.production):
+            continue
+        kind = old.kind.replace("_", "-")
+        problem = (f"the online production {kind} {old.name!r} (version {old.version}) of "
+                   "the previous output is not defined any more: its callers would get "
+                   "NOT_FOUND")
+        fix = ("keep its definition (set online=False first, deploy, then remove it)"
+               + ("" if force else ", or compile with --force"))
+        problems.append(Problem(Stage.EVOLUTION, manifest, 1, old.name, "", problem, fix,
+                                warning=force))
+    return problems

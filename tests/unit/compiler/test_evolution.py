@@ -229,6 +229,39 @@ def test_online_production_change_needs_a_version_bump(tmp_path: Path) -> None:
     assert p.fix.startswith('set version="1.2.0" or higher')
 
 
+def test_removing_an_online_production_object_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    other = group(V1).replace("user_profile = ", "user_extra = ")
+    both = write_repo(tmp_path / "both", {
+        GB_FILE: group(V1, " production=True,"),
+        "group_bys/risk/extra.py": other,
+    })
+    _ok(compile_repo(both, out=out))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # The online production group gone: refused, naming it, and the output is unchanged.
+    without = write_repo(tmp_path / "without", {"group_bys/risk/extra.py": other})
+    p = one_error(compile_repo(without, out=out), Stage.EVOLUTION)
+    assert p.definition == NAME and p.file == f"{out}/metadata/version_manifest.json"
+    assert p.problem == (f"the online production group-by {NAME!r} (version 1.0.0) of the "
+                         "previous output is not defined any more: its callers would get "
+                         "NOT_FOUND")
+    assert p.fix == ("keep its definition (set online=False first, deploy, then remove it), "
+                     "or compile with --force")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    forced = compile_repo(without, out=out, force=True)
+    _ok(forced)
+    assert [w.definition for w in forced.warnings] == [NAME]
+    assert not (out / "groups" / f"{NAME}.json").exists()
+    # An online object that is not production goes without a word.
+    out2 = tmp_path / "out2"
+    _ok(compile_repo(write_repo(tmp_path / "online", {GB_FILE: group(V1),
+                                                      "group_bys/risk/extra.py": other}),
+                     out=out2))
+    dropped = compile_repo(without, out=out2)
+    assert dropped.ok and not dropped.warnings
+    assert not (out2 / "groups" / f"{NAME}.json").exists()
+
+
 def test_against_another_folder(tmp_path: Path) -> None:
     seq = Compiles(tmp_path)
     _ok(seq.compile(group(V1)))
