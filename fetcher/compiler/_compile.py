@@ -34,7 +34,7 @@ from fetcher.compiler._performance import Limits, check_performance
 from fetcher.compiler._problems import Problem, Stage
 from fetcher.compiler._refs import References
 from fetcher.compiler._schema import check_schema
-from fetcher.compiler._versions import assign_versions
+from fetcher.compiler._versions import assign_versions, schema_changes
 
 OUTPUT_DIRS = ("groups", "services", "metadata")
 
@@ -73,6 +73,9 @@ class CompileReport:
     # draws them); None: the compile stopped before the output was built (stages 0-3)
     lineage: dict[str, Any] | None = None
     graph: dict[str, Any] | None = None
+    # Per object that differs from the previous output: status, bump, reason, versions;
+    # None: no previous output, or the compile stopped before stage 4.
+    schema_changes: tuple[dict[str, Any], ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -95,6 +98,8 @@ class CompileReport:
             "stopped_at": self.stopped_at.label if self.stopped_at is not None else None,
             "previous": self.previous,
             "performance": self.performance,
+            "schema_changes": (list(self.schema_changes)
+                               if self.schema_changes is not None else None),
             "compile_seconds": round(self.compile_s, 6),
             "validation_seconds": round(self.validation_s, 6),
         }
@@ -226,6 +231,7 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: boo
     versions: dict[str, str] = {}
     performance: dict[str, Any] | None = None
     metadata: tuple[dict[str, Any], dict[str, Any]] | None = None  # lineage, graph
+    changes: tuple[dict[str, Any], ...] | None = None
     validation_s = 0.0
 
     def report() -> CompileReport:
@@ -238,7 +244,9 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: boo
                              tuple(run.errors), tuple(run.warnings), run.stopped_at,
                              time.perf_counter() - started, validation_s,
                              previous.folder if previous is not None else None, performance,
-                             *(metadata or (None, None)))
+                             lineage=metadata[0] if metadata else None,
+                             graph=metadata[1] if metadata else None,
+                             schema_changes=changes)
 
     if run.stage(Stage.DISCOVERY, found.problems):
         return report()
@@ -263,6 +271,8 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: boo
     models: list[GroupModel | JoinModel] = [*schema.groups.values(), *schema.joins.values()]
     by_key = {f"{m.definition.kind}:{m.name}": m.definition for m in models}
     assigned, problems = assign_versions(output.entries, by_key, previous, force=force)
+    if previous is not None:
+        changes = schema_changes(previous.objects, output.entries, assigned)
     broken = {p.definition for p in evolution.problems if not p.warning}
     problems = [*evolution.problems, *(p for p in problems if p.definition not in broken)]
     if run.stage(Stage.EVOLUTION, problems):

@@ -12,6 +12,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fetcher.compiler._compiled import CompiledOutput, ObjectEntry
 from fetcher.compiler._discover import Definition
@@ -195,6 +196,34 @@ def assign_versions(
                     "definition, or compile with --force"))
     problems.extend(_removed_in_production(entries, previous, force=force))
     return versions, problems
+
+
+def schema_changes(
+    before: Mapping[str, ObjectEntry], after: Mapping[str, ObjectEntry],
+    versions: Mapping[str, str],
+) -> tuple[dict[str, Any], ...]:
+    """Every object added, removed or changed since the previous output, for the report:
+    kind, name, status, bump (null for added and removed), what changed, both versions."""
+    out: list[dict[str, Any]] = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old is not None and new is not None:
+            change = compare(old, new)
+        elif new is not None:
+            change = Change(new.kind, new.name, None, new)
+        else:
+            assert old is not None
+            change = Change(old.kind, old.name, old, None)
+        if change.status == "unchanged":
+            continue
+        out.append({
+            "kind": change.kind, "name": change.name, "status": change.status,
+            "bump": change.bump.label if change.status == "changed" else None,
+            "reason": change.reason() if change.status == "changed" else change.status,
+            "from_version": old.version if old is not None else None,
+            "to_version": versions.get(key) if new is not None else None,
+        })
+    return tuple(out)
 
 
 def _removed_in_production(

@@ -75,7 +75,7 @@ def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"ok", "repo", "out", "objects", "errors", "warnings", "error_counts",
                            "stopped_at", "compile_seconds", "validation_seconds", "previous",
-                           "performance"}
+                           "performance", "schema_changes"}
     assert report["ok"] is False and report["stopped_at"] == "schema"
     assert report["objects"] == [{"kind": "group_by", "name": "risk.users.user_profile",
                                   "file": GB_FILE, "line": 3, "served": None,
@@ -84,6 +84,7 @@ def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
                                       "dependencies": 0, "evolution": 0, "performance": 0,
                                       "output": 0}
     assert report["previous"] is None and report["performance"] is None
+    assert report["schema_changes"] is None
     assert {e["field"] for e in report["errors"]} == {"sources[0].columns.age", "max_age"}
     assert set(report["errors"][0]) == {"stage", "file", "line", "object", "field", "problem",
                                         "fix"}

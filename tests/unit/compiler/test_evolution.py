@@ -229,6 +229,21 @@ def test_online_production_change_needs_a_version_bump(tmp_path: Path) -> None:
     assert p.fix.startswith('set version="1.2.0" or higher')
 
 
+def test_the_report_lists_schema_changes_since_the_previous_output(tmp_path: Path) -> None:
+    seq = Compiles(tmp_path)
+    first = seq.compile(group(V1))
+    _ok(first)
+    assert first.schema_changes is None  # a first compile: nothing to compare with
+    second = seq.compile(group({**V1, "n": 'Column("int64", default=0)'}))
+    _ok(second)
+    assert second.as_json()["schema_changes"] == [{
+        "kind": "group_by", "name": NAME, "status": "changed", "bump": "minor",
+        "reason": "feature(s) 'n' added", "from_version": "1.0.0", "to_version": "1.1.0",
+    }]
+    again = seq.compile(group({**V1, "n": 'Column("int64", default=0)'}))
+    assert again.schema_changes == ()  # unchanged objects are not listed
+
+
 def test_removing_an_online_production_object_needs_force(tmp_path: Path) -> None:
     out = tmp_path / "out"
     other = group(V1).replace("user_profile = ", "user_extra = ")
