@@ -13,22 +13,14 @@ from typing import Any
 
 from fetcher.client import FeatureValue
 from fetcher.types import FeatureType, Status
-from tests.e2e.conftest import FETCHER_MODULE, REPO, fetcher_env
+from tests.e2e.conftest import FETCHER_MODULE, REPO, fetcher_env, run_fetcher
 
 CLI_TIMEOUT_S = 120.0
 
 
 def run_cli(*args: str, timeout_s: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """Run this checkout's `fetcher` CLI from the repo root; output captured as text."""
-    return subprocess.run(
-        [*FETCHER_MODULE, *args],
-        cwd=REPO,
-        env=fetcher_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
+    return run_fetcher(*args, timeout_s=timeout_s, command=FETCHER_MODULE)
 
 
 def compile_cli(repo: Path, out: Path) -> None:

@@ -55,12 +55,19 @@ def fetcher_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.upper().startswith("FETCHER")}
 
 
-def run_fetcher(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run the real `fetcher` command from the repo root; output captured as text."""
-    if not os.access(FETCHER, os.X_OK):
-        pytest.fail(f"{FETCHER} not found: run `scripts/setup.sh` (pip install -e '.[dev]')")
+def run_fetcher(
+    *args: str, timeout_s: float = 60.0, command: Sequence[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `fetcher` command from the repo root; output captured as text.
+
+    `command` runs instead of the venv's `fetcher` (e.g. FETCHER_MODULE: this checkout's code).
+    """
+    if command is None:
+        if not os.access(FETCHER, os.X_OK):
+            pytest.fail(f"{FETCHER} not found: run `scripts/setup.sh` (pip install -e '.[dev]')")
+        command = (str(FETCHER),)
     return subprocess.run(
-        [str(FETCHER), *args],
+        [*command, *args],
         cwd=REPO,
         env=fetcher_env(),
         capture_output=True,
