@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fetcher.aggregation import default_hop_ms
 from fetcher.compiler._model import FeatureModel
 from fetcher.compiler._problems import ProblemSink
 from fetcher.compiler._types import (
@@ -32,17 +33,11 @@ _NUMERIC_OPS = frozenset(
 _DOUBLE_OPS = frozenset({Operation.AVERAGE, Operation.VARIANCE, Operation.STDDEV})
 _COUNT_OPS = frozenset({Operation.COUNT, Operation.UNIQUE_COUNT, Operation.APPROX_UNIQUE_COUNT})
 _ORDERED_OPS = frozenset({Operation.MIN, Operation.MAX, Operation.TOP_K, Operation.BOTTOM_K})
-_H12 = 12 * 3600
-_D12 = 12 * 86400
 
 
 def default_tile(window_s: int | None) -> int:
-    """Chronon's hop size for a window: 5 min below 12 h, 1 h below 12 d, else 1 day."""
-    if window_s is not None and window_s < _H12:
-        return 300
-    if window_s is not None and window_s < _D12:
-        return 3600
-    return 86400
+    """Chronon's hop size in seconds for a window in seconds (fetcher.aggregation's rule)."""
+    return default_hop_ms(None if window_s is None else window_s * 1000) // 1000
 
 
 def output_type(op: Operation, column_type: str) -> str | None:

@@ -1,0 +1,102 @@
+"""Aggregation core: operation states, their byte encodings and the window arithmetic.
+
+Pure: imports only fetcher.types and datasketches. The engine (fetch-time merge) and the
+writers (tiles, batch parts) both build on it; docs/aggregations.md has the semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fetcher.aggregation._collections import Histogram, KeepK, UniqueCount
+from fetcher.aggregation._encoding import FORMAT_VERSION, StateDecodeError
+from fetcher.aggregation._operations import (
+    INT64_MAX,
+    INT64_MIN,
+    AggregateOverflowError,
+    Count,
+    Extreme,
+    FirstLast,
+    MomentsOperator,
+    Sum,
+)
+from fetcher.aggregation._operator import Operator
+from fetcher.aggregation._sketches import ApproxPercentile, ApproxUniqueCount
+from fetcher.aggregation._windows import (
+    Window,
+    default_hop_ms,
+    read_tiles,
+    tile_start,
+    window_start,
+)
+
+DEFAULT_LIMIT = 10_000
+"""The most distinct values unique_count and histogram keep before reporting NULL."""
+
+_INTEGER_COLUMNS = frozenset({"int64", "int32"})
+
+
+def operator_for(
+    operation: str,
+    column_type: str,
+    *,
+    k: int | None = None,
+    percentiles: tuple[float, ...] | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Operator[Any]:
+    """The operator of `operation` (an Operation's value) over a column of `column_type`.
+
+    The compiler has already checked that they fit; this raises ValueError when they do not.
+    """
+    if operation == "count":
+        return Count()
+    if operation == "sum":
+        return Sum(column_type in _INTEGER_COLUMNS)
+    if operation in ("average", "variance", "stddev"):
+        return MomentsOperator(operation)
+    if operation in ("min", "max"):
+        return Extreme(operation == "max")
+    if operation in ("first", "last"):
+        return FirstLast(operation == "last")
+    if operation in ("first_k", "last_k", "top_k", "bottom_k"):
+        if k is None:
+            raise ValueError(f"{operation} needs k")
+        return KeepK(operation, k)
+    if operation == "unique_count":
+        return UniqueCount(limit)
+    if operation == "histogram":
+        return Histogram(limit)
+    if operation == "approx_unique_count":
+        return ApproxUniqueCount()
+    if operation == "approx_percentile":
+        if percentiles is None:
+            raise ValueError("approx_percentile needs percentiles")
+        return ApproxPercentile(tuple(float(p) for p in percentiles))
+    raise ValueError(f"{operation!r:.40} is not an aggregation operation")
+
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "FORMAT_VERSION",
+    "INT64_MAX",
+    "INT64_MIN",
+    "AggregateOverflowError",
+    "ApproxPercentile",
+    "ApproxUniqueCount",
+    "Count",
+    "Extreme",
+    "FirstLast",
+    "Histogram",
+    "KeepK",
+    "MomentsOperator",
+    "Operator",
+    "StateDecodeError",
+    "Sum",
+    "UniqueCount",
+    "Window",
+    "default_hop_ms",
+    "operator_for",
+    "read_tiles",
+    "tile_start",
+    "window_start",
+]

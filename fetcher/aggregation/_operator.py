@@ -1,0 +1,67 @@
+"""The shape every operation shares: empty, update, merge, result, encode, decode."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
+
+from fetcher.aggregation._encoding import Reader, header, is_null, open_state
+
+S = TypeVar("S")
+
+
+class Operator(ABC, Generic[S]):
+    """One operation's state algebra. `update` and `merge` may reuse their first argument:
+    pass a state once and keep what they return (sketch states change in place)."""
+
+    __slots__ = ()
+
+    @property
+    @abstractmethod
+    def tag(self) -> int:
+        """The operation's tag byte in its encoded states (docs/aggregations.md)."""
+
+    @abstractmethod
+    def empty(self) -> S:
+        """The state of a window with no events."""
+
+    def update(self, state: S, value: Any, ts: int) -> S:
+        """The state with one more event; null values (None, NaN) are skipped."""
+        if ts < 0:
+            raise ValueError(f"event time {ts}: times are milliseconds since the epoch, >= 0")
+        if is_null(value):
+            return state
+        return self._add(state, value, ts)
+
+    @abstractmethod
+    def _add(self, state: S, value: Any, ts: int) -> S:
+        """The state with one more non-null event."""
+
+    @abstractmethod
+    def merge(self, a: S, b: S) -> S:
+        """The state of the events of both `a` and `b` (associative; order-free)."""
+
+    @abstractmethod
+    def result(self, state: S) -> Any:
+        """The feature value of a state; None means NULL_VALUE."""
+
+    def encode(self, state: S) -> bytes:
+        """The state as bytes: version, operation tag, payload (deterministic)."""
+        out = header(self.tag)
+        self._put(out, state)
+        return bytes(out)
+
+    def decode(self, data: bytes) -> S:
+        """The state of `encode`'s bytes; StateDecodeError if they are not one."""
+        r = open_state(data, self.tag)
+        state = self._read(r)
+        r.end()
+        return state
+
+    @abstractmethod
+    def _put(self, out: bytearray, state: S) -> None:
+        """Append the payload of `state`."""
+
+    @abstractmethod
+    def _read(self, r: Reader) -> S:
+        """Read a payload written by `_put`."""

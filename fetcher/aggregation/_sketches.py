@@ -1,0 +1,116 @@
+"""The sketch operations: approx_unique_count (CPC) and approx_percentile (KLL), whose states
+are datasketches' standard serialized forms, readable by its Java, C++ and Go libraries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import datasketches as ds
+
+from fetcher.aggregation._encoding import Reader, value_bytes
+from fetcher.aggregation._operator import Operator
+
+T = TypeVar("T")
+
+
+def _deserialize(r: Reader, load: Callable[[bytes], T]) -> T:
+    """The sketch in the rest of the bytes; any failure of the library is StateDecodeError."""
+    data = r.take(len(r.data) - r.pos)
+    try:
+        return load(data)
+    except Exception as exc:  # the library raises IndexError, RuntimeError, ValueError...
+        raise r.fail(f"not a sketch ({type(exc).__name__}: {exc!s:.80})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ApproxUniqueCount(Operator[Any]):
+    """The estimated number of distinct values: a CPC sketch of 2**lg_k."""
+
+    lg_k: int = 11
+
+    @property
+    def tag(self) -> int:
+        """The operation tag: 15."""
+        return 15
+
+    def empty(self) -> Any:
+        """An empty sketch."""
+        return ds.cpc_sketch(self.lg_k)
+
+    def _add(self, state: Any, value: Any, ts: int) -> Any:
+        # ints and bools as int64, doubles as double, strings as UTF-8: datasketches' own
+        # hashing, so other languages reproduce it; any other value as the hex of its bytes.
+        if isinstance(value, bool):
+            state.update(int(value))
+        elif isinstance(value, int | float | str):
+            state.update(value)
+        else:
+            state.update(value_bytes(value).hex())
+        return state
+
+    def merge(self, a: Any, b: Any) -> Any:
+        """The union of the two sketches."""
+        union = ds.cpc_union(self.lg_k)
+        union.update(a)
+        union.update(b)
+        return union.get_result()
+
+    def result(self, state: Any) -> int:
+        """The estimate, rounded; 0 for an empty window."""
+        return 0 if state.is_empty() else round(state.get_estimate())
+
+    def _put(self, out: bytearray, state: Any) -> None:
+        out += state.serialize()
+
+    def _read(self, r: Reader) -> Any:
+        sketch = _deserialize(r, ds.cpc_sketch.deserialize)
+        if sketch.lg_k != self.lg_k:
+            raise r.fail(f"a sketch of lg_k {sketch.lg_k}, expected {self.lg_k}")
+        return sketch
+
+
+@dataclass(frozen=True, slots=True)
+class ApproxPercentile(Operator[Any]):
+    """Estimated percentiles of a numeric column: a KLL doubles sketch of parameter k."""
+
+    percentiles: tuple[float, ...]
+    k: int = 200
+
+    def __post_init__(self) -> None:
+        if not self.percentiles or not all(0 <= p <= 1 for p in self.percentiles):
+            raise ValueError(f"percentiles must be in [0, 1], got {self.percentiles}")
+
+    @property
+    def tag(self) -> int:
+        """The operation tag: 16."""
+        return 16
+
+    def empty(self) -> Any:
+        """An empty sketch."""
+        return ds.kll_doubles_sketch(self.k)
+
+    def _add(self, state: Any, value: Any, ts: int) -> Any:
+        state.update(float(value))
+        return state
+
+    def merge(self, a: Any, b: Any) -> Any:
+        """`a` with `b` merged into it."""
+        a.merge(b)
+        return a
+
+    def result(self, state: Any) -> list[float] | None:
+        """The quantile of each requested percentile, in their order; None if empty."""
+        if state.is_empty():
+            return None
+        return [float(state.get_quantile(p)) for p in self.percentiles]
+
+    def _put(self, out: bytearray, state: Any) -> None:
+        out += state.serialize()
+
+    def _read(self, r: Reader) -> Any:
+        sketch = _deserialize(r, ds.kll_doubles_sketch.deserialize)
+        if sketch.k != self.k:
+            raise r.fail(f"a sketch of k {sketch.k}, expected {self.k}")
+        return sketch
