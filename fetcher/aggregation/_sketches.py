@@ -41,10 +41,11 @@ class ApproxUniqueCount(Operator[Any]):
 
     def _add(self, state: Any, value: Any, ts: int) -> Any:
         # ints and bools as int64, doubles as double, strings as UTF-8: datasketches' own
-        # hashing, so other languages reproduce it; any other value as the hex of its bytes.
+        # hashing, so other languages reproduce it; any other value (and "", which
+        # datasketches ignores) as the hex string of its tagged value bytes.
         if isinstance(value, bool):
             state.update(int(value))
-        elif isinstance(value, int | float | str):
+        elif isinstance(value, int | float) or (isinstance(value, str) and value):
             state.update(value)
         else:
             state.update(value_bytes(value).hex())
