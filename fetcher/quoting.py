@@ -26,6 +26,12 @@ def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
     return text
 
 
+def cut(text: str, limit: int = 300) -> str:
+    """`text` as it is when it fits in `limit` characters, else its start and "..." (for
+    messages that carry an exception's text, which may quote a whole input file)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def quoted_list(values: Iterable[object], limit: int = LIST_LIMIT) -> str:
     """The first `limit` values, quoted, comma-separated, then how many more there were."""
     items = list(values)

@@ -6,12 +6,12 @@ Imports the engine, catalog, codec and the generated protos; never a store or a 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fetcher.api._admission import Admission, Overloaded
 from fetcher.api._snapshot import Snapshot, build_snapshot
 from fetcher.api._wire import VectorView, encode_values
+from fetcher.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from fetcher.api._service import FeatureServicer, add_to_server, feature_handlers
@@ -21,12 +21,7 @@ if TYPE_CHECKING:
 _LAZY = {name: "fetcher.api._service" for name in ("FeatureServicer", "add_to_server",
                                                    "feature_handlers")}
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

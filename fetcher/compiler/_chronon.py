@@ -24,6 +24,7 @@ from fetcher.compiler._discover import FOLDERS, Definition, Discovery
 from fetcher.compiler._performance import Limits
 from fetcher.compiler._problems import Problem, Stage
 from fetcher.definitions import GroupBy, Join
+from fetcher.quoting import cut
 
 
 def chronon_files(root: Path) -> list[Path]:
@@ -73,8 +74,8 @@ def _read(path: Path, rel: str) -> Mapping[str, object] | Problem:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return Problem(Stage.DISCOVERY, rel, 1, "", "", f"is not a Chronon config (thrift "
-                       f"simple-JSON): {exc}"[:300], "give Chronon's compiled output "
+        return Problem(Stage.DISCOVERY, rel, 1, "", "", cut(f"is not a Chronon config (thrift "
+                       f"simple-JSON): {exc}"), "give Chronon's compiled output "
                        "(production/), or move other files out of group_bys/ and joins/")
     if not isinstance(data, Mapping):
         return Problem(Stage.DISCOVERY, rel, 1, "", "", "is not a JSON object",

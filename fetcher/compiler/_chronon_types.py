@@ -19,6 +19,7 @@ from fetcher.compiler._problems import ProblemSink, Stage
 from fetcher.compiler._sources import parquet_columns
 from fetcher.compiler._types import SUPPORTED, normalize_type
 from fetcher.definitions import Column
+from fetcher.quoting import cut
 
 _MAX_SHOWN = 20  # problems of a bad types file listed in the usage error
 
@@ -74,8 +75,8 @@ def _from_file(path: Path, problems: list[str]) -> dict[str, dict[str, Column | 
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        problems.append(f"cannot read it as {'TOML' if path.suffix == '.toml' else 'JSON'}: "
-                        f"{exc}"[:300])
+        problems.append(cut(f"cannot read it as {'TOML' if path.suffix == '.toml' else 'JSON'}"
+                            f": {exc}"))
         return {}
     if not isinstance(data, Mapping):
         problems.append('is not a mapping of tables: write {"db.table": {"column": "int64"}}')

@@ -21,10 +21,10 @@ from types import ModuleType
 
 from fetcher.compiler._problems import Problem, Stage
 from fetcher.definitions import GroupBy, Join
+from fetcher.quoting import cut
 
 FOLDERS: dict[str, type[GroupBy] | type[Join]] = {"group_bys": GroupBy, "joins": Join}
 _counter = itertools.count()
-_MAX_MESSAGE = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +88,7 @@ def _failure(repo: Path, rel: str, exc: BaseException) -> Problem:
             inside = _relative(repo, frame.filename)
             if inside is not None:
                 file, line = inside, frame.lineno or 1
-    text = f"{type(exc).__name__}: {exc}"
-    if len(text) > _MAX_MESSAGE:
-        text = text[: _MAX_MESSAGE - 3] + "..."
+    text = cut(f"{type(exc).__name__}: {exc}")
     where = "" if file == rel else f" (imported by {rel})"
     return Problem(
         Stage.DISCOVERY,

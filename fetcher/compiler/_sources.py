@@ -11,6 +11,7 @@ from fetcher.compiler._model import SourceModel
 from fetcher.compiler._problems import ProblemSink
 from fetcher.compiler._types import SUPPORTED, ColumnInfo, normalize_type
 from fetcher.definitions import UNSET, Column, EntitySource, EventSource, Join, JoinSource, Query
+from fetcher.quoting import cut
 
 
 def is_source(obj: object) -> TypeGuard[EventSource | EntitySource | JoinSource]:
@@ -102,7 +103,7 @@ def parquet_columns(
     try:
         schema = pq.read_schema(file)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for a bad file
-        sink.error(field, f"{path} is not a readable Parquet file: {exc}"[:300],
+        sink.error(field, cut(f"{path} is not a readable Parquet file: {exc}"),
                    "point it at a Parquet file")
         return None
     out: dict[str, ColumnInfo | None] = {}

@@ -6,9 +6,9 @@ The top of the serving stack: imports every layer below it; holds no request log
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fetcher.lazy import lazy_getattr
 from fetcher.server._workers import run_serve
 
 if TYPE_CHECKING:
@@ -18,12 +18,7 @@ if TYPE_CHECKING:
 # forks its workers (fetcher.server._workers imports the App in each worker).
 _LAZY = {name: "fetcher.server._app" for name in ("App", "StartupError", "serve")}
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["App", "StartupError", "run_serve", "serve"]
