@@ -22,6 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 TOXIPROXY_BIN = REPO / ".tools" / "bin" / "server"
 API_PORT = 18474
+API_TIMEOUT_S = 60.0
 SETUP_HINT = "run `scripts/setup.sh` (installs toxiproxy-server as .tools/bin/server)"
 
 
@@ -75,7 +76,9 @@ class ToxiproxyApi:
         request = urllib.request.Request(self.base + path, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=5) as reply:
+            # Generous: removing a bandwidth toxic waits for the data it holds back to drain,
+            # which a busy machine stretches past a few seconds (seen: 5 s timed out).
+            with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as reply:
                 text = reply.read()
         except urllib.error.HTTPError as exc:
             raise ToxiproxyError(f"{method} {path}: {exc.code} {exc.read()!r}") from None
