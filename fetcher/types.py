@@ -71,6 +71,54 @@ class CachePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class AggregateColumn:
+    """One input column of an aggregation group's events (its values are pushed/loaded)."""
+
+    name: str
+    # A column type of the compiler: int64, int32, double, float, string, bool, bytes, or
+    # list<...> of a scalar type.
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateOperation:
+    """One aggregation state kept per key: an operation over a column at one hop.
+
+    Every window of the same (column, operation, k, percentiles, hop) shares it; `span_ms`
+    is the longest of those windows, None for the unbounded window (which has an
+    operation of its own: one state of everything before the batch end).
+    """
+
+    column: str
+    operation: str  # an Operation value: "sum", "approx_percentile", ...
+    hop_ms: int
+    span_ms: int | None
+    k: int | None = None
+    percentiles: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateFeature:
+    """One served feature of an aggregation group: an operation read over one window."""
+
+    name: str
+    operation: int  # index into AggregationSpec.operations
+    window_ms: int | None  # None: unbounded
+
+
+@dataclass(frozen=True, slots=True)
+class AggregationSpec:
+    """How an aggregation group's features are computed from its log (docs/aggregations.md)."""
+
+    columns: tuple[AggregateColumn, ...]
+    operations: tuple[AggregateOperation, ...]
+    # In the order of FeatureGroup.features (same names).
+    features: tuple[AggregateFeature, ...]
+    # The most events a fetch reads per key after the batch end; past it the group is ERROR.
+    max_events: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class FeatureGroup:
     """A compiled feature group: where its rows live and what they hold."""
 
@@ -91,6 +139,9 @@ class FeatureGroup:
     description: str = ""
     # Where the config came from, for error messages.
     source: str = ""
+    # Windowed aggregations: the group's features are computed from its log at fetch time
+    # (then `schema` is None). None: a group of stored rows.
+    aggregation: AggregationSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from kvstores.base import Found, KVStore, Lookup, Row, StoreError
+from kvstores.base import (
+    EMPTY_LOG,
+    MAX_LOG_ID,
+    Found,
+    KVStore,
+    LogEntry,
+    LogLookup,
+    LogRead,
+    Lookup,
+    Row,
+    StoreError,
+)
 from kvstores.factory import open_store
 
 if TYPE_CHECKING:
@@ -30,11 +41,16 @@ _LAZY = {
 }
 
 __all__ = [
+    "EMPTY_LOG",
+    "MAX_LOG_ID",
     "CassandraStore",
     "DynamoDBStore",
     "EmbeddedStore",
     "Found",
     "KVStore",
+    "LogEntry",
+    "LogLookup",
+    "LogRead",
     "Lookup",
     "RedisClusterStore",
     "RedisStore",

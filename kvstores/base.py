@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # (dataset, key bytes, at_ms): the latest version with event time <= at_ms,
 # or the latest version of all when at_ms is None.
@@ -29,6 +30,46 @@ class Row:
     event_ms: int
     # Seconds the entity's data is kept by the store; None keeps it forever.
     ttl_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One entry of an aggregation group's log (docs/storage-layout.md "the log").
+
+    An event (`id` 1..128 bytes) or a batch part (`id` empty) of `key` in `dataset` at
+    `ts_ms` (0 <= ts_ms < 2**53). `(ts_ms, id)` is its identity: writing it again replaces it.
+    """
+
+    dataset: str
+    key: bytes
+    ts_ms: int
+    id: bytes
+    payload: bytes
+    # Seconds the entry is kept after its write; None keeps it forever.
+    ttl_s: int | None = None
+
+
+# (dataset, key bytes, lo_ms, hi_ms, limit): the entries with lo_ms <= ts_ms <= hi_ms,
+# newest first, up to and including the first batch part, at most `limit` events.
+LogLookup = tuple[str, bytes, int, int, int]
+
+
+class LogRead(NamedTuple):
+    """What one log lookup found."""
+
+    # (ts_ms, payload) of the first batch part met, newest first; None when none was.
+    batch: tuple[int, bytes] | None
+    # (ts_ms, id, payload) of the events newer than that batch part (or than lo_ms), newest
+    # first (descending (ts_ms, id)).
+    events: list[tuple[int, bytes, bytes]]
+    # The limit stopped the scan: more events are in the range, before any batch part.
+    truncated: bool
+
+
+EMPTY_LOG = LogRead(None, [], False)
+
+MAX_LOG_ID = 128
+"""The longest event id (bytes) a log entry may have."""
 
 
 class StoreError(Exception):
@@ -52,6 +93,21 @@ class KVStore(abc.ABC):
     @abc.abstractmethod
     async def multi_put(self, rows: Sequence[Row]) -> None:
         """Write every row (a new version of its key), batched; raises StoreError."""
+
+    async def read_logs(self, lookups: Sequence[LogLookup]) -> list[LogRead]:
+        """Read aggregation logs: per lookup and in order, what it found.
+
+        One call is one round trip per backend node whatever the number of lookups (a
+        lookup stops at its first batch part on the server where the backend can).
+        After `limit` events the store looks at one more entry in the range: a batch
+        part is returned, an event sets `truncated` (and `batch` is None). Raises
+        StoreError when the backend cannot answer.
+        """
+        raise StoreError(f"the {self.kind} store does not hold aggregation logs")
+
+    async def append_log(self, entries: Sequence[LogEntry]) -> None:
+        """Write log entries; the entries of one key are applied atomically; raises StoreError."""
+        raise StoreError(f"the {self.kind} store does not hold aggregation logs")
 
     async def create(self) -> None:
         """Create what the backend needs before the first write (keyspace, tables), idempotently.
