@@ -21,6 +21,13 @@ from fetcher.aggregation._operations import (
     Sum,
 )
 from fetcher.aggregation._operator import Operator
+from fetcher.aggregation._serving import (
+    Computed,
+    EventCodec,
+    EventValueError,
+    GroupAggregator,
+    check_value,
+)
 from fetcher.aggregation._sketches import ApproxPercentile, ApproxUniqueCount
 from fetcher.aggregation._windows import (
     Window,
@@ -29,11 +36,22 @@ from fetcher.aggregation._windows import (
     tile_start,
     window_start,
 )
+from fetcher.types import AggregationSpec
 
 DEFAULT_LIMIT = 10_000
 """The most distinct values unique_count and histogram keep before reporting NULL."""
 
 _INTEGER_COLUMNS = frozenset({"int64", "int32"})
+
+
+def aggregator_for(spec: AggregationSpec) -> GroupAggregator:
+    """The aggregator of a validated spec: one operator per operation."""
+    types = {c.name: c.type for c in spec.columns}
+    operators = [
+        operator_for(op.operation, types[op.column], k=op.k, percentiles=op.percentiles)
+        for op in spec.operations
+    ]
+    return GroupAggregator(spec, operators)
 
 
 def operator_for(
@@ -83,9 +101,13 @@ __all__ = [
     "AggregateOverflowError",
     "ApproxPercentile",
     "ApproxUniqueCount",
+    "Computed",
     "Count",
+    "EventCodec",
+    "EventValueError",
     "Extreme",
     "FirstLast",
+    "GroupAggregator",
     "Histogram",
     "KeepK",
     "MomentsOperator",
@@ -94,6 +116,8 @@ __all__ = [
     "Sum",
     "UniqueCount",
     "Window",
+    "aggregator_for",
+    "check_value",
     "default_hop_ms",
     "operator_for",
     "read_tiles",

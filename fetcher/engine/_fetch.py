@@ -14,9 +14,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fetcher.cache import CacheKey, FetchAbandoned, L2Cache, Negative
 from fetcher.codec import KeyValue, decode_cause
+from fetcher.engine._aggregate import TooManyEvents
 from fetcher.engine._breaker import DeadlineTimer, StoreGuard
 from fetcher.engine._merge import (
     ERROR,
@@ -30,7 +32,7 @@ from fetcher.engine._plan import JoinPlan, TargetPlan
 from fetcher.engine._rows import GroupRow
 from fetcher.engine._tiers import CacheTiers, StoreHandle
 from fetcher.metrics import Metrics
-from kvstores import Found, StoreError
+from kvstores import Found, KVStore, LogRead, StoreError
 
 log = logging.getLogger("fetcher.engine")
 
@@ -110,7 +112,8 @@ class FetchEngine:
                 misses.append(key)
         if misses:
             await self._fill(
-                misses, owners, results, deadline, _ABANDONED_RETRIES, plan.one_store
+                misses, owners, results, deadline, _ABANDONED_RETRIES, plan.one_store,
+                plan.has_aggregates,
             )
 
         now_ms = time.time_ns() // 1_000_000
@@ -130,6 +133,7 @@ class FetchEngine:
         deadline: float | None,
         retries: int,
         one_store: str | None = None,
+        aggregates: bool = False,
     ) -> None:
         flights = self._cache.flights
         mine, waiting = flights.claim(misses)
@@ -139,7 +143,7 @@ class FetchEngine:
             # other requests get an answer now instead of hanging until their deadline
             # (flights.owning(), inlined: a generator context manager per request costs).
             try:
-                await self._load(owned, owners, results, deadline, one_store)
+                await self._load(owned, owners, results, deadline, one_store, aggregates)
             except BaseException as exc:
                 flights.abandon(owned, exc)
                 raise
@@ -153,7 +157,8 @@ class FetchEngine:
                     # The owner went away without an answer (its client cancelled, or its
                     # own shorter deadline ran out): fetch under our own deadline instead.
                     await self._fill(
-                        abandoned, owners, results, deadline, retries - 1, one_store
+                        abandoned, owners, results, deadline, retries - 1, one_store,
+                        aggregates,
                     )
                 else:
                     for key in abandoned:
@@ -195,9 +200,11 @@ class FetchEngine:
         results: dict[CacheKey, LookupResult],
         deadline: float | None,
         one_store: str | None = None,
+        aggregates: bool = False,
     ) -> None:
         """Read `owned` from L2 and the stores; `one_store` names the store of every key
-        when the target has only one (the keys then need no sorting by store)."""
+        when the target has only one (the keys then need no sorting by store);
+        `aggregates`: some keys are of aggregation groups (they read logs)."""
         l2 = self._cache.l2
         remaining = owned
         if l2 is not None:
@@ -225,11 +232,15 @@ class FetchEngine:
         l2_writes: list[tuple[CacheKey, Found | None]] = []
         if len(by_store) == 1:
             ((name, keys),) = by_store.items()
-            await self._read_store(name, keys, owners, results, deadline, l2_writes)
+            await self._read_store(
+                name, keys, owners, results, deadline, l2_writes, aggregates
+            )
         else:
             await asyncio.gather(
                 *(
-                    self._read_store(name, keys, owners, results, deadline, l2_writes)
+                    self._read_store(
+                        name, keys, owners, results, deadline, l2_writes, aggregates
+                    )
                     for name, keys in by_store.items()
                 )
             )
@@ -265,6 +276,7 @@ class FetchEngine:
         results: dict[CacheKey, LookupResult],
         deadline: float | None,
         l2_writes: list[tuple[CacheKey, Found | None]],
+        aggregates: bool = False,
     ) -> None:
         handle = self._stores.get(name)
         if handle is None:
@@ -313,15 +325,21 @@ class FetchEngine:
             full_timeout = False
         elif slots is not None:
             await slots.acquire()  # free slot: returns at once, no suspension
-        lookups = [(owners[key].dataset, key[1], key[2]) for key in keys]
+        now_ms = time.time_ns() // 1_000_000
         started = time.perf_counter()
         verdict = False  # until the breaker hears success or failure, it hears abandon
         guard.entered()
+        found: Sequence[Any]  # Found | None per key, a LogRead for aggregation keys
         try:
             # asyncio.timeout(timeout), through the engine's one shared timer.
             expiry = self._timer.arm(loop, loop.time() + timeout)
             try:
-                found = await handle.store.multi_get(lookups)
+                if aggregates:
+                    found = await self._read_mixed(handle.store, keys, owners, now_ms)
+                else:
+                    found = await handle.store.multi_get(
+                        [(owners[key].dataset, key[1], key[2]) for key in keys]
+                    )
             except asyncio.CancelledError:
                 if expiry.close():
                     raise TimeoutError from None
@@ -330,8 +348,8 @@ class FetchEngine:
                 expiry.close()
                 raise
             expiry.close()
-            if len(found) != len(lookups):
-                raise StoreError(f"answered {len(found)} results for {len(lookups)} lookups")
+            if len(found) != len(keys):
+                raise StoreError(f"answered {len(found)} results for {len(keys)} lookups")
         except TimeoutError as exc:
             if full_timeout:
                 breaker.failure()  # the store's own timeout: the store is slow
@@ -367,6 +385,10 @@ class FetchEngine:
         for key, hit in zip(keys, found, strict=True):
             join = owners[key]
             policy = join.cache
+            if aggregates and join.aggregate is not None:
+                at = key[2]
+                results[key] = self._aggregated(key, join, hit, now_ms if at is None else at)
+                continue
             if hit is None:
                 results[key] = NOT_FOUND
                 self._settle(key, join, NOT_FOUND, l2_write=l2_writes)
@@ -388,6 +410,61 @@ class FetchEngine:
             add_built(key)
         if built:
             cache.flights.resolve_from(built, results)
+
+    @staticmethod
+    async def _read_mixed(
+        store: KVStore, keys: list[CacheKey], owners: Mapping[CacheKey, JoinPlan], now_ms: int
+    ) -> list[Any]:
+        """One store's reads when some keys are of aggregation groups: the versions of the
+        others and the logs of those, concurrently; results in `keys` order."""
+        versions: list[int] = []
+        logs: list[int] = []
+        for index, key in enumerate(keys):
+            (logs if owners[key].aggregate is not None else versions).append(index)
+        log_lookups = []
+        for index in logs:
+            key = keys[index]
+            reader = owners[key].aggregate
+            assert reader is not None
+            log_lookups.append(reader.lookup(key[1], now_ms if key[2] is None else key[2]))
+        out: list[Found | LogRead | None] = [None] * len(keys)
+        if versions:
+            version_lookups = [(owners[keys[i]].dataset, keys[i][1], keys[i][2]) for i in versions]
+            found, read = await asyncio.gather(
+                store.multi_get(version_lookups), store.read_logs(log_lookups)
+            )
+        else:
+            found, read = [], await store.read_logs(log_lookups)
+        if len(found) != len(versions) or len(read) != len(logs):
+            raise StoreError(f"answered {len(found) + len(read)} results for {len(keys)} lookups")
+        for index, hit in zip(versions, found, strict=True):
+            out[index] = hit
+        for index, log_read in zip(logs, read, strict=True):
+            out[index] = log_read
+        return out
+
+    def _aggregated(
+        self, key: CacheKey, join: JoinPlan, read: LogRead, at_ms: int
+    ) -> LookupResult:
+        """The computed row of an aggregation group's key (ERROR when it cannot be)."""
+        reader = join.aggregate
+        assert reader is not None
+        try:
+            row = reader.row(read, at_ms)
+        except Exception as exc:
+            # A batch part or event that does not decode, too many events, a value that
+            # does not fit: this key's group is ERROR, never cached.
+            cause = "too_many_events" if isinstance(exc, TooManyEvents) else "aggregate_state"
+            self._metrics.decode_failed(join.group.name, cause)
+            self._metrics.log_limited(
+                log, f"decode:{join.group.name}:{cause}",
+                "group %s: log of key %s cannot be served: %s", join.group.name,
+                key[1].hex(), exc,
+            )
+            self._cache.flights.resolve(key, ERROR)
+            return ERROR
+        self._settle(key, join, row, None)
+        return row
 
     def guard(self, name: str) -> StoreGuard:
         """The breaker and in-flight bound of store `name` (built on first use)."""

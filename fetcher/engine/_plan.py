@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from fetcher.catalog import join_request_keys
 from fetcher.codec import DoubleLayout, KeyValue, key_encoder
+from fetcher.engine._aggregate import AggregateReader, spec_fingerprint
 from fetcher.engine._rows import RowReader, RowShape, ValuesEncoder, row_reader
 from fetcher.types import (
     CachePolicy,
@@ -54,6 +55,8 @@ class JoinPlan:
     # Stored value, event time -> this group's row (`shape.to_row(decode(value), ms)`,
     # with a fast path for groups of doubles: rows.row_reader).
     to_row: RowReader
+    # An aggregation group's log lookups and computed rows (then to_row is never called).
+    aggregate: AggregateReader | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,8 @@ class TargetPlan:
     shared_key: Callable[[Sequence[KeyValue]], bytes] | None = None
     # The store of every join when they share one (the usual case), else None.
     one_store: str | None = None
+    # Whether some join is an aggregation group (its keys read logs, not versions).
+    has_aggregates: bool = False
 
     def entity_keys(self, values: Sequence[KeyValue]) -> list[bytes]:
         """Store key bytes of each join for one entity's request key values (in request order)."""
@@ -137,7 +142,7 @@ def _join_plan(
     join: Join,
     request_keys: list[KeyColumn],
     shapes: dict[str, RowShape],
-    codec: Decoder,
+    codec: Decoder | None,
     encode_values: ValuesEncoder,
 ) -> JoinPlan:
     positions = []
@@ -157,6 +162,28 @@ def _join_plan(
     if shape is None:
         shape = shapes[group.name] = RowShape(group.features, encode_values)
     encode = key_encoder(group.keys)
+    if group.aggregation is not None:
+        return JoinPlan(
+            group=group,
+            store=group.store,
+            dataset=group.dataset,
+            key_positions=tuple(positions),
+            encode_key=encode,
+            entity_key=_entity_key(encode, tuple(positions)),
+            shape=shape,
+            max_age_ms=None,
+            # Computed rows never go to L2 (it holds stored values); L1 keeps them for
+            # the group's l1 TTL, its freshness bound.
+            cache=CachePolicy(group.cache.l1, False, group.cache.l1_ttl_s, None),
+            prefix=join.prefix,
+            cache_ns=f"{group.name}@agg:{spec_fingerprint(group.aggregation)}",
+            l2_ns=f"{group.store}/{group.dataset}",
+            decode=_no_decode,
+            to_row=_no_row,
+            aggregate=AggregateReader(group.dataset, group.aggregation, shape),
+        )
+    if codec is None:
+        raise PlanError(f"group {group.name!r} has no codec")
     return JoinPlan(
         group=group,
         store=group.store,
@@ -173,6 +200,14 @@ def _join_plan(
         decode=codec.decode,
         to_row=row_reader(shape, codec.decode, codec.double_layout()),
     )
+
+
+def _no_decode(data: bytes) -> dict[str, Any]:
+    raise PlanError("an aggregation group has no stored rows to decode")
+
+
+def _no_row(value: bytes, event_ms: int) -> Any:
+    raise PlanError("an aggregation group has no stored rows to decode")
 
 
 def _target(
@@ -215,6 +250,7 @@ def _target(
         description=description,
         shared_key=first.entity_key if shared and first is not None else None,
         one_store=joins[0].store if len({join.store for join in joins}) == 1 else None,
+        has_aggregates=any(join.aggregate is not None for join in joins),
     )
 
 
@@ -229,7 +265,7 @@ class Plans:
 def build_plans(
     groups: Mapping[str, FeatureGroup],
     services: Mapping[str, FeatureService],
-    codecs: Mapping[str, Decoder],
+    codecs: Mapping[str, Decoder | None],
     encode_values: ValuesEncoder,
 ) -> Plans:
     """Compile every group and service of a validated catalog into plans.
@@ -240,7 +276,7 @@ def build_plans(
     group_plans: dict[str, TargetPlan] = {}
     for name, group in groups.items():
         keys: list[KeyColumn] = []
-        join = _join_plan(group, Join(name), keys, shapes, codecs[name], encode_values)
+        join = _join_plan(group, Join(name), keys, shapes, codecs.get(name), encode_values)
         group_plans[name] = _target(
             "feature_group", name, group.online, [join], keys, group.description
         )
@@ -248,7 +284,7 @@ def build_plans(
     for name, service in services.items():
         keys = []
         joins = [
-            _join_plan(groups[j.group], j, keys, shapes, codecs[j.group], encode_values)
+            _join_plan(groups[j.group], j, keys, shapes, codecs.get(j.group), encode_values)
             for j in service.joins
         ]
         service_plans[name] = _target(

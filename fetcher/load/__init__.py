@@ -5,8 +5,31 @@ Imports the codec, catalog, config and kvstores layers; nothing of the serving p
 """
 
 from fetcher.load._cli import run_load
+from fetcher.load._events import (
+    EventLoadReport,
+    EventRejected,
+    EventWriter,
+    PushEvent,
+    PushResult,
+    format_event_report,
+    load_event_files,
+)
 from fetcher.load._rows import RowPreparer
 from fetcher.load._values import RowRejected
 from fetcher.load._writer import BatchWriter, LoadReport, load_file
 
-__all__ = ["BatchWriter", "LoadReport", "RowPreparer", "RowRejected", "load_file", "run_load"]
+__all__ = [
+    "BatchWriter",
+    "EventLoadReport",
+    "EventRejected",
+    "EventWriter",
+    "LoadReport",
+    "PushEvent",
+    "PushResult",
+    "RowPreparer",
+    "RowRejected",
+    "format_event_report",
+    "load_event_files",
+    "load_file",
+    "run_load",
+]

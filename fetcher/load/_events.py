@@ -1,0 +1,318 @@
+"""Writers of aggregation groups: pushed events, and batch parts built from event files.
+
+`EventWriter.push` is the one write path of streams (the PushEvents RPC and any stream
+consumer call it): events go to each key's log, idempotent per (time, id), atomic per
+key. `load_event_files` is `fetcher load --events`: it reads every event of the files,
+writes each key's batch part at the batch end, and pushes the events from the batch end
+on. docs/storage-layout.md "the log" has the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from fetcher.aggregation import EventValueError, GroupAggregator, aggregator_for
+from fetcher.codec import KeyValue, KeyValueError, key_encoder
+from fetcher.load._formats import open_source
+from fetcher.load._values import RowRejected, event_time_ms, key_converter
+from fetcher.types import FeatureGroup
+from kvstores import MAX_LOG_ID, KVStore, LogEntry, Row
+
+MAX_EVENT_MS = 2**53 - 1
+# The value of a batch-end marker version (docs/storage-layout.md "Batch ends").
+BATCH_END_MARKER = b"\x01"
+
+
+class EventRejected(ValueError):
+    """An event that cannot be written; `field` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class PushEvent:
+    """One checked event of a group: its key bytes, time, id and payload."""
+
+    key: bytes
+    ts_ms: int
+    id: bytes
+    payload: bytes
+
+
+class PushResult(NamedTuple):
+    """What a push did: events written, and those older than their key's batch end."""
+
+    accepted: int
+    late: int
+    # Positions (in the pushed list) of the late events: written to the log (reads before
+    # the batch end see them) but ignored by reads after it, which use the batch part.
+    late_indexes: tuple[int, ...]
+
+
+def aggregation_of(group: FeatureGroup) -> GroupAggregator:
+    """The aggregator of an aggregation group; ValueError for a group of stored rows."""
+    if group.aggregation is None:
+        raise ValueError(
+            f"group {group.name!r} has no aggregations: its rows are loaded with `fetcher load`"
+        )
+    return aggregator_for(group.aggregation)
+
+
+def check_event_id(raw: Any, where: str = "id") -> bytes:
+    """An event id as log bytes (1..128 bytes; a str is UTF-8)."""
+    if isinstance(raw, str):
+        data = raw.encode()
+    elif isinstance(raw, bytes | bytearray):
+        data = bytes(raw)
+    else:
+        raise EventRejected(where, f"an event id is a string, not {type(raw).__name__}")
+    if not 1 <= len(data) <= MAX_LOG_ID:
+        raise EventRejected(where, f"an event id has 1 to {MAX_LOG_ID} bytes, not {len(data)}")
+    return data
+
+
+def check_event_ms(ts_ms: Any, where: str = "event_time") -> int:
+    """An event time in epoch ms, 0 <= ts < 2**53."""
+    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int):
+        raise EventRejected(where, f"an event time is integer ms, not {type(ts_ms).__name__}")
+    if not 0 <= ts_ms <= MAX_EVENT_MS:
+        raise EventRejected(where, f"{ts_ms} is outside 0 .. 2**53 - 1 ms since the epoch")
+    return ts_ms
+
+
+class EventWriter:
+    """Writes one aggregation group's events to its store (a stream's write path)."""
+
+    def __init__(self, group: FeatureGroup, store: KVStore) -> None:
+        self.group = group
+        self.store = store
+        self.aggregator = aggregation_of(group)
+        self._encode_key = key_encoder(group.keys)
+
+    def key_bytes(self, values: Sequence[KeyValue]) -> bytes:
+        """The store key of the group's key values, in key column order."""
+        try:
+            return self._encode_key(values)
+        except KeyValueError as exc:
+            raise EventRejected("keys", str(exc)) from None
+
+    def event(
+        self, key: bytes, ts_ms: int, event_id: str | bytes, values: Mapping[str, Any]
+    ) -> PushEvent:
+        """A checked event; EventRejected names the field that does not fit."""
+        ts = check_event_ms(ts_ms)
+        ident = check_event_id(event_id)
+        codec = self.aggregator.codec
+        try:
+            checked = codec.values(values)
+        except EventValueError as exc:
+            raise EventRejected(f"values.{exc}".split(":")[0], str(exc)) from None
+        return PushEvent(key, ts, ident, codec.encode(checked))
+
+    async def batch_ends(self, keys: Sequence[bytes]) -> dict[bytes, int]:
+        """The latest batch end of each key that has one."""
+        found = await self.store.multi_get([(self.group.dataset, key, None) for key in keys])
+        return {key: hit[1] for key, hit in zip(keys, found, strict=True) if hit is not None}
+
+    async def push(self, events: Sequence[PushEvent]) -> PushResult:
+        """Append `events` to their keys' logs; raises StoreError (nothing or some keys
+        written: a retry of the same events converges, each (time, id) counts once)."""
+        if not events:
+            return PushResult(0, 0, ())
+        keys = list(dict.fromkeys(e.key for e in events))
+        ends = await self.batch_ends(keys)
+        late = tuple(i for i, e in enumerate(events) if e.ts_ms < ends.get(e.key, -1))
+        dataset, ttl = self.group.dataset, self.group.ttl_s
+        await self.store.append_log(
+            [LogEntry(dataset, e.key, e.ts_ms, e.id, e.payload, ttl) for e in events]
+        )
+        return PushResult(len(events) - len(late), len(late), late)
+
+    async def write_batch_parts(
+        self, parts: Sequence[tuple[bytes, bytes]], end_ms: int
+    ) -> None:
+        """Write batch parts (key, part bytes) at `end_ms`, then each key's batch-end marker."""
+        dataset, ttl = self.group.dataset, self.group.ttl_s
+        await self.store.append_log(
+            [LogEntry(dataset, key, end_ms, b"", part, ttl) for key, part in parts]
+        )
+        await self.store.multi_put(
+            [Row(dataset, key, BATCH_END_MARKER, end_ms, ttl) for key, _ in parts]
+        )
+
+
+# -- fetcher load --events -------------------------------------------------------------
+
+
+def _text_value(column_type: str, raw: str) -> Any:
+    if raw == "":
+        return None
+    if column_type in ("int64", "int32"):
+        return int(raw)
+    if column_type in ("double", "float"):
+        return float(raw)
+    if column_type == "bool":
+        if raw.lower() in ("true", "1"):
+            return True
+        if raw.lower() in ("false", "0"):
+            return False
+        raise ValueError(f"{raw!r:.40} is not true/false")
+    if column_type == "string":
+        return raw
+    raise ValueError(f"a {column_type} column cannot be read from CSV text (use JSON Lines or "
+                     "Parquet)")
+
+
+@dataclass
+class EventLoadReport:
+    """What `fetcher load --events` did with its files."""
+
+    files: list[str]
+    events: int = 0
+    rejected: int = 0
+    keys: int = 0
+    pushed: int = 0  # events at or after the batch end, written to the logs
+    batch_end_ms: int = 0
+    seconds: float = 0.0
+    rejects: list[tuple[str, int, str]] = field(default_factory=list)  # (file, row, why)
+
+    @property
+    def ok(self) -> bool:
+        return self.rejected == 0
+
+
+def _content_id(key: bytes, ts: int, payload: bytes) -> bytes:
+    """The id of an event without one: a hash of what it is (a rerun writes the same id)."""
+    return hashlib.sha256(key + ts.to_bytes(8, "big") + payload).hexdigest()[:32].encode()
+
+
+async def load_event_files(
+    group: FeatureGroup,
+    store: KVStore,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    batch_end_ms: int,
+    event_time_column: str = "event_time",
+    id_column: str = "id",
+    batch_size: int = 500,
+    max_in_flight: int = 4,
+    progress: Callable[[str], None] | None = None,
+    max_rejects_kept: int = 20,
+) -> EventLoadReport:
+    """Read raw events, write every key's batch part at `batch_end_ms` and push the events
+    from the batch end on. Holds the events in memory, grouped by key (one machine)."""
+    started = time.perf_counter()
+    writer = EventWriter(group, store)
+    check_event_ms(batch_end_ms, "batch end")
+    codec = writer.aggregator.codec
+    report = EventLoadReport([os.fspath(p) for p in paths], batch_end_ms=batch_end_ms)
+    by_key: dict[bytes, list[tuple[int, tuple[Any, ...]]]] = {}
+    later: list[PushEvent] = []
+    key_names = [c.name for c in group.keys]
+    known = {*key_names, event_time_column, id_column, *codec.names}
+    for path in paths:
+        source = open_source(path)
+        text = source.format == "csv"
+        to_keys = [key_converter(c, text=text) for c in group.keys]
+        try:
+            for number, row in source.rows():
+                report.events += 1
+                try:
+                    if isinstance(row, RowRejected):
+                        raise row
+                    unknown = [c for c in row if c not in known]
+                    if unknown:
+                        raise RowRejected(unknown[0], f"not a key, event time, id or input "
+                                          f"column of {group.name!r}")
+                    key_values = []
+                    for name, convert in zip(key_names, to_keys, strict=True):
+                        raw = row.get(name)
+                        if raw is None or raw == "":
+                            raise RowRejected(name, "key column is missing or empty")
+                        key_values.append(convert(raw))
+                    key = writer.key_bytes(key_values)
+                    raw_time = row.get(event_time_column)
+                    if raw_time is None or raw_time == "":
+                        raise RowRejected(event_time_column, "the event time is missing")
+                    ts = check_event_ms(event_time_ms(event_time_column, raw_time),
+                                        event_time_column)
+                    values = {n: row[n] for n in codec.names if n in row}
+                    if text:
+                        for name, kind in zip(codec.names, codec.types, strict=True):
+                            if name in values:
+                                try:
+                                    values[name] = _text_value(kind, values[name])
+                                except ValueError as exc:
+                                    raise RowRejected(name, str(exc)) from None
+                    try:
+                        checked = codec.values(values)
+                    except EventValueError as exc:
+                        raise RowRejected(str(exc).split(":")[0], str(exc)) from None
+                    raw_id = row.get(id_column)
+                    if ts < batch_end_ms:
+                        by_key.setdefault(key, []).append((ts, checked))
+                    else:
+                        payload = codec.encode(checked)
+                        ident = (check_event_id(str(raw_id), id_column)
+                                 if raw_id not in (None, "") else _content_id(key, ts, payload))
+                        later.append(PushEvent(key, ts, ident, payload))
+                except (RowRejected, EventRejected) as exc:
+                    report.rejected += 1
+                    if len(report.rejects) < max_rejects_kept:
+                        report.rejects.append((os.fspath(path), number, str(exc)))
+        finally:
+            source.close()
+    if progress is not None:
+        progress(f"{report.events} events read, {len(by_key)} keys before the batch end")
+    report.keys = len(by_key)
+    # Batch parts first, then events after the end: a read in between sees the new batch
+    # part and fewer events, never an event twice.
+    items = list(by_key.items())
+    slots = asyncio.Semaphore(max_in_flight)
+    done = 0
+
+    async def write_parts(chunk: list[tuple[bytes, list[tuple[int, tuple[Any, ...]]]]]) -> None:
+        nonlocal done
+        parts = [(key, writer.aggregator.batch_part(rows, batch_end_ms)) for key, rows in chunk]
+        async with slots:
+            await writer.write_batch_parts(parts, batch_end_ms)
+        done += len(chunk)
+        if progress is not None:
+            progress(f"batch parts: {done}/{len(items)} keys")
+
+    await asyncio.gather(*(write_parts(items[i:i + batch_size])
+                           for i in range(0, len(items), batch_size)))
+
+    async def push(chunk: list[PushEvent]) -> None:
+        async with slots:
+            await writer.push(chunk)
+
+    await asyncio.gather(*(push(later[i:i + batch_size])
+                           for i in range(0, len(later), batch_size)))
+    report.pushed = len(later)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def format_event_report(report: EventLoadReport) -> str:
+    """The summary `fetcher load --events` prints."""
+    lines = [
+        f"events read: {report.events}, rejected: {report.rejected}",
+        f"batch parts written: {report.keys} keys at batch end {report.batch_end_ms}",
+        f"events at or after the batch end pushed to the logs: {report.pushed}",
+        f"time: {report.seconds:.1f} s",
+    ]
+    for path, number, why in report.rejects:
+        lines.append(f"  rejected {path}:{number}: {why}")
+    if report.rejected > len(report.rejects):
+        lines.append(f"  ... and {report.rejected - len(report.rejects)} more")
+    return "\n".join(lines)
