@@ -101,6 +101,12 @@ class Metrics:
             "fetcher_decode_errors_total", "Stored values that did not decode",
             ["group", "cause"], registry=r,
         )
+        self.pushed_events = Counter(
+            "fetcher_pushed_events_total",
+            "Events pushed to aggregation groups by outcome: accepted, late (older than "
+            "their key's batch end), failed (the store failed)", ["group", "outcome"],
+            registry=r,
+        )
         self.malformed_requests = Counter(
             "fetcher_malformed_requests_total",
             "Requests whose body did not parse as the method's message, answered "

@@ -132,6 +132,12 @@ class L1Cache:
             return
         self._lru[key] = (self._timer() + ttl_s, value)
 
+    def discard(self, keys: Iterable[CacheKey]) -> None:
+        """Drop the entries of `keys` (absent ones are ignored)."""
+        pop = self._lru.pop
+        for key in keys:
+            pop(key, None)
+
     def put_many(self, items: Iterable[tuple[CacheKey, object]], ttl_s: float) -> None:
         """Cache every (key, value) for `ttl_s` seconds, reading the clock once."""
         if ttl_s <= 0:

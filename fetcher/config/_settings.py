@@ -7,7 +7,7 @@
     [stores.<name>]     url, timeout_ms, required
     [log]               format (json|text), level, requests
     [tracing]           enabled, service_name
-    [authz.clients.<name>]  identities, token_sha256 | token_env, groups, services
+    [authz.clients.<name>]  identities, token_sha256 | token_env, groups, services, push_groups
 
 An environment variable overrides one key, e.g. FETCHER__SERVER__LISTEN=0.0.0.0:50051,
 FETCHER__SERVER__TLS__CERT_FILE=/etc/tls/tls.crt, FETCHER__STORES__MAIN__URL=redis://h:6379/0
@@ -140,6 +140,8 @@ class AuthzClient:
     token_env: str | None = None  # or: the env var that holds the token
     groups: tuple[str, ...] = ()  # feature groups it may read ("*" = all)
     services: tuple[str, ...] = ()  # feature services it may read ("*" = all)
+    # aggregation groups it may push events to (PushEvents; "*" = all)
+    push_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

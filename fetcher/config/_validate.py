@@ -99,9 +99,10 @@ def _check_authz(
             # gRPC only asks for client certificates when it requires them.
             c.bad(at, f"{key}.identities", "certificate identities need mutual TLS",
                   "set server.tls.client_ca_file and require_client_cert = true")
-        if not client.groups and not client.services:
+        if not client.groups and not client.services and not client.push_groups:
             c.bad(at, f"{key}.groups", "allows nothing",
-                  'list the groups and/or services it may read ("*" for all)')
+                  'list the groups and/or services it may read ("*" for all), or the '
+                  "push_groups it may push events to")
 
 
 def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector) -> Settings:

@@ -466,6 +466,18 @@ class FetchEngine:
         self._settle(key, join, row, None)
         return row
 
+    def store_handle(self, name: str) -> StoreHandle | None:
+        """The handle of store `name`, None when this process did not open it."""
+        return self._stores.get(name)
+
+    def forget(self, keys: Sequence[bytes], cache_ns: str) -> None:
+        """Drop the latest-read vectors of `keys` of one group from L1 (after a write to them).
+
+        Point-in-time reads cached in L1 are kept for their TTL.
+        """
+        if self._cache.l1_enabled:
+            self._cache.l1.discard([(cache_ns, key, None) for key in keys])
+
     def guard(self, name: str) -> StoreGuard:
         """The breaker and in-flight bound of store `name` (built on first use)."""
         guard = self._guards.get(name)

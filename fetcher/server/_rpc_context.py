@@ -269,6 +269,16 @@ class RpcContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "or an `authorization: Bearer <token>` header",
             )
         assert grant is not None
+        if method == "PushEvents":
+            name = request.feature_group
+            if not grant.allows("push", name):
+                self._refused(method, grpc.StatusCode.PERMISSION_DENIED, started)
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"client {grant.client!r} may not push events to group {quoted(name)} "
+                    f"(authz.clients.{grant.client}.push_groups)",
+                )
+            return
         has_target = "target" in request.DESCRIPTOR.oneofs_by_name
         which = request.WhichOneof("target") if has_target else None
         if which is None:

@@ -49,10 +49,15 @@ class Grant:
     client: str
     groups: frozenset[str]
     services: frozenset[str]
+    push_groups: frozenset[str] = frozenset()
 
     def allows(self, kind: str, name: str) -> bool:
-        """True when the client may read the group or service `name`."""
-        names = self.groups if kind == "group" else self.services
+        """True when the client may read the group or service `name` (kind "push": push
+        events to the group `name`)."""
+        names = (
+            self.groups if kind == "group" else self.push_groups if kind == "push"
+            else self.services
+        )
         return "*" in names or name in names
 
 
@@ -65,7 +70,8 @@ class Authorizer:
         self._by_identity: dict[str, Grant] = {}
         self._by_token: dict[bytes, Grant] = {}
         for client in clients.values():
-            grant = Grant(client.name, frozenset(client.groups), frozenset(client.services))
+            grant = Grant(client.name, frozenset(client.groups), frozenset(client.services),
+                          frozenset(client.push_groups))
             for identity in client.identities:
                 self._by_identity[identity] = grant
             if client.token_sha256:
@@ -80,7 +86,8 @@ class Authorizer:
         seen: set[Grant] = set(self._by_identity.values()) | set(self._by_token.values())
         for grant in sorted(seen, key=lambda g: g.client):
             for kind, names, known in (("group", grant.groups, groups),
-                                       ("service", grant.services, services)):
+                                       ("service", grant.services, services),
+                                       ("push group", grant.push_groups, groups)):
                 unknown = sorted(n for n in names if n != "*" and n not in known)
                 if unknown:
                     log.warning(

@@ -246,3 +246,63 @@ class ListFeatureGroupsResponse(_message.Message):
     groups: _containers.RepeatedCompositeFieldContainer[FeatureGroupInfo]
     services: _containers.RepeatedCompositeFieldContainer[FeatureServiceInfo]
     def __init__(self, config_version: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[FeatureGroupInfo, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[FeatureServiceInfo, _Mapping]]] = ...) -> None: ...
+
+class EventValue(_message.Message):
+    __slots__ = ("int64_value", "double_value", "string_value", "bool_value", "bytes_value", "list_value")
+    INT64_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LIST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    int64_value: int
+    double_value: float
+    string_value: str
+    bool_value: bool
+    bytes_value: bytes
+    list_value: ListValue
+    def __init__(self, int64_value: _Optional[int] = ..., double_value: _Optional[float] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., bytes_value: _Optional[bytes] = ..., list_value: _Optional[_Union[ListValue, _Mapping]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("keys", "event_time", "id", "values")
+    class KeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: EventValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[EventValue, _Mapping]] = ...) -> None: ...
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.MessageMap[str, Value]
+    event_time: _timestamp_pb2.Timestamp
+    id: str
+    values: _containers.MessageMap[str, EventValue]
+    def __init__(self, keys: _Optional[_Mapping[str, Value]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., id: _Optional[str] = ..., values: _Optional[_Mapping[str, EventValue]] = ...) -> None: ...
+
+class PushEventsRequest(_message.Message):
+    __slots__ = ("feature_group", "events")
+    FEATURE_GROUP_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    feature_group: str
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, feature_group: _Optional[str] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class PushEventsResponse(_message.Message):
+    __slots__ = ("accepted", "late", "late_events")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    LATE_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    late: int
+    late_events: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, accepted: _Optional[int] = ..., late: _Optional[int] = ..., late_events: _Optional[_Iterable[int]] = ...) -> None: ...

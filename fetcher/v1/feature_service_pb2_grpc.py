@@ -50,6 +50,11 @@ class FeatureServiceStub:
                 request_serializer=fetcher_dot_v1_dot_feature__service__pb2.ListFeatureGroupsRequest.SerializeToString,
                 response_deserializer=fetcher_dot_v1_dot_feature__service__pb2.ListFeatureGroupsResponse.FromString,
                 _registered_method=True)
+        self.PushEvents = channel.unary_unary(
+                '/fetcher.v1.FeatureService/PushEvents',
+                request_serializer=fetcher_dot_v1_dot_feature__service__pb2.PushEventsRequest.SerializeToString,
+                response_deserializer=fetcher_dot_v1_dot_feature__service__pb2.PushEventsResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureServiceServicer:
@@ -77,6 +82,14 @@ class FeatureServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushEvents(self, request, context):
+        """Events of an aggregation group, applied to its keys' logs (docs/aggregations.md):
+        idempotent per (event_time, id), atomic per key; reads reflect them at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_FeatureServiceServicer_to_server(servicer, server):
                     servicer.ListFeatureGroups,
                     request_deserializer=fetcher_dot_v1_dot_feature__service__pb2.ListFeatureGroupsRequest.FromString,
                     response_serializer=fetcher_dot_v1_dot_feature__service__pb2.ListFeatureGroupsResponse.SerializeToString,
+            ),
+            'PushEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushEvents,
+                    request_deserializer=fetcher_dot_v1_dot_feature__service__pb2.PushEventsRequest.FromString,
+                    response_serializer=fetcher_dot_v1_dot_feature__service__pb2.PushEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +196,33 @@ class FeatureService:
             '/fetcher.v1.FeatureService/ListFeatureGroups',
             fetcher_dot_v1_dot_feature__service__pb2.ListFeatureGroupsRequest.SerializeToString,
             fetcher_dot_v1_dot_feature__service__pb2.ListFeatureGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fetcher.v1.FeatureService/PushEvents',
+            fetcher_dot_v1_dot_feature__service__pb2.PushEventsRequest.SerializeToString,
+            fetcher_dot_v1_dot_feature__service__pb2.PushEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
