@@ -192,8 +192,10 @@ def _positive(text: str) -> int:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    from fetcher.load import run_load
+    from fetcher.load import run_load, run_load_events
 
+    if args.events:
+        return asyncio.run(run_load_events(_settings(args.settings), args))
     return asyncio.run(run_load(_settings(args.settings), args))
 
 
@@ -297,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--batch-size", type=int, default=1000)
     load.add_argument("--event-time-column", default="event_time")
     load.add_argument("--ignore-unknown-columns", action="store_true")
+    load.add_argument(
+        "--events", action="store_true",
+        help="the files hold raw events of an aggregation group: write each key's batch part "
+        "at --batch-end and push the events from it on",
+    )
+    load.add_argument("--batch-end", help="with --events: epoch ms or ISO-8601 (default: now)")
+    load.add_argument("--id-column", default="id",
+                      help="with --events: the event id column (absent: a hash of the event)")
     load.add_argument("files", nargs="+")
     load.set_defaults(func=_cmd_load)
 

@@ -63,6 +63,32 @@ def key_value(value: KeyInput) -> pb.Value:
     raise TypeError(f"unsupported key value type {type(value).__name__}")
 
 
+def event_value(value: Any) -> pb.EventValue:
+    """A Python value as a fetcher.v1.EventValue (None: null; lists by their item type)."""
+    if value is None:
+        return pb.EventValue()
+    if isinstance(value, bool):
+        return pb.EventValue(bool_value=value)
+    if isinstance(value, int):
+        return pb.EventValue(int64_value=value)
+    if isinstance(value, float):
+        return pb.EventValue(double_value=value)
+    if isinstance(value, str):
+        return pb.EventValue(string_value=value)
+    if isinstance(value, bytes):
+        return pb.EventValue(bytes_value=value)
+    if isinstance(value, list | tuple):
+        items = list(value)
+        field = (
+            "bool_values" if all(isinstance(v, bool) for v in items) and items
+            else "int64_values" if all(isinstance(v, int) for v in items) and items
+            else "double_values" if all(isinstance(v, int | float) for v in items) and items
+            else "string_values"
+        )
+        return pb.EventValue(list_value=pb.ListValue(**{field: items}))
+    raise TypeError(f"unsupported event value type {type(value).__name__}")
+
+
 def timestamp(at: dt.datetime | int) -> Any:
     """A datetime (aware) or epoch ms as a google.protobuf.Timestamp."""
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -204,6 +230,24 @@ class FeatureClient:
             entities, service=service, group=group, at=at, entity_at=entity_at
         )
         return decode_vectors(response.metadata, response.vectors)
+
+    def push(
+        self,
+        group: str,
+        events: Sequence[tuple[Mapping[str, KeyInput], dt.datetime | int, str, Mapping[str, Any]]],
+    ) -> pb.PushEventsResponse:
+        """PushEvents: (keys, event time, id, values) per event; a retry with the same
+        events counts each (event time, id) once."""
+        request = pb.PushEventsRequest(feature_group=group)
+        for keys, at, event_id, values in events:
+            event = request.events.add(id=event_id)
+            for name, value in keys.items():
+                event.keys[name].CopyFrom(key_value(value))
+            event.event_time.CopyFrom(timestamp(at))
+            for name, item in values.items():
+                event.values[name].CopyFrom(event_value(item))
+        response: pb.PushEventsResponse = self._stub.PushEvents(request, timeout=self._timeout)
+        return response
 
     def describe(self, name: str = "") -> pb.ListFeatureGroupsResponse:
         """ListFeatureGroups: everything, or one group or service by name."""

@@ -69,6 +69,10 @@ class ApproxUniqueCount(Operator[Any]):
         sketch = _deserialize(r, ds.cpc_sketch.deserialize)
         if sketch.lg_k != self.lg_k:
             raise r.fail(f"a sketch of lg_k {sketch.lg_k}, expected {self.lg_k}")
+        if sketch.is_empty():
+            # datasketches 5.2: an empty sketch read back from its bytes estimates infinity
+            # after its first update; a new empty sketch is the same state and does not.
+            return ds.cpc_sketch(self.lg_k)
         return sketch
 
 

@@ -13,6 +13,7 @@ from fetcher.load._events import (
     PushResult,
     format_event_report,
     load_event_files,
+    run_load_events,
 )
 from fetcher.load._rows import RowPreparer
 from fetcher.load._values import RowRejected
@@ -32,4 +33,5 @@ __all__ = [
     "load_event_files",
     "load_file",
     "run_load",
+    "run_load_events",
 ]

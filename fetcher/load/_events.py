@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from fetcher.aggregation import EventValueError, GroupAggregator, aggregator_for
 from fetcher.codec import KeyValue, KeyValueError, key_encoder
-from fetcher.load._formats import open_source
+from fetcher.load._formats import LoadError, open_source
 from fetcher.load._values import RowRejected, event_time_ms, key_converter
 from fetcher.types import FeatureGroup
 from kvstores import MAX_LOG_ID, KVStore, LogEntry, Row
@@ -316,3 +316,57 @@ def format_event_report(report: EventLoadReport) -> str:
     if report.rejected > len(report.rejects):
         lines.append(f"  ... and {report.rejected - len(report.rejects)} more")
     return "\n".join(lines)
+
+
+async def run_load_events(settings: Any, args: Any) -> int:
+    """`fetcher load --events --group G FILE...`: exit 0 all written, 1 rejects, 2 setup."""
+    import sys
+
+    from fetcher.catalog import CatalogError, load_catalog
+    from kvstores import StoreError, open_store
+
+    err = sys.stderr
+    try:
+        catalog = load_catalog(settings.server.config_dir, settings.stores.keys())
+    except CatalogError as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    group = catalog.groups.get(args.group)
+    if group is None or group.aggregation is None:
+        known = ", ".join(sorted(n for n, g in catalog.groups.items()
+                                 if g.aggregation is not None)) or "(none)"
+        what = "unknown group" if group is None else "not an aggregation group:"
+        err.write(f"error: {what} {args.group!r} (aggregation groups: {known}); "
+                  "`fetcher load --events` writes the events of a group with aggregations\n")
+        return 2
+    try:
+        end = (time.time_ns() // 1_000_000 if args.batch_end is None
+               else event_time_ms("--batch-end", args.batch_end))
+        check_event_ms(end, "--batch-end")
+    except (RowRejected, EventRejected) as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    conf = settings.stores[group.store]
+    try:
+        store = open_store(conf.url, timeout_s=conf.timeout_ms / 1000)
+    except (StoreError, ValueError) as exc:
+        err.write(f"error: store {conf.name!r}: {exc}\n")
+        return 2
+    try:
+        await store.create()
+        report = await load_event_files(
+            group, store, args.files, batch_end_ms=end,
+            event_time_column=args.event_time_column, id_column=args.id_column,
+            progress=lambda line: print(line, file=err),
+        )
+    except LoadError as exc:
+        err.write(f"error: {exc}\n")
+        return 1
+    except StoreError as exc:
+        err.write(f"error: the store failed, the load stopped (rerun it: batch parts and "
+                  f"events are replaced, never counted twice): {exc}\n")
+        return 2
+    finally:
+        await store.close()
+    print(format_event_report(report))
+    return 0 if report.ok else 1

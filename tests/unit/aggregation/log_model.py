@@ -4,12 +4,47 @@ answer of every feature, shared by the unit oracle and the end-to-end oracle tes
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fetcher.aggregation import GroupAggregator, tile_start
+from fetcher.aggregation._encoding import value_bytes
 from fetcher.types import AggregationSpec
 from tests.unit.aggregation.oracle_support import brute, is_null
+
+
+@dataclass(frozen=True)
+class ApproxUnique:
+    """approx_unique_count's truth: the exact distinct count (CPC: within 1 + 5%)."""
+
+    true: int
+
+    def accepts(self, got: Any) -> bool:
+        return isinstance(got, int) and abs(got - self.true) <= 1 + 0.05 * self.true
+
+
+@dataclass(frozen=True)
+class ApproxPercentiles:
+    """approx_percentile's truth: the sorted values (KLL k 200: exact below 200 values)."""
+
+    values: tuple[float, ...]
+    percentiles: tuple[float, ...]
+
+    def accepts(self, got: Any) -> bool:
+        if not self.values:
+            return got is None
+        n = len(self.values)
+        eps = 0.0 if n < 200 else 2 * 0.0133
+        if not isinstance(got, list) or len(got) != len(self.percentiles):
+            return False
+        for q, p in zip(got, self.percentiles, strict=True):
+            lo = bisect_left(self.values, q) / n
+            hi = bisect_right(self.values, q) / n
+            if not (hi > lo and lo - eps - 1 / n <= p <= hi + eps + 1 / n):
+                return False
+        return True
 
 # (ts, id, values by column name)
 RawEvent = tuple[int, str, dict[str, Any]]
@@ -68,12 +103,20 @@ def expected(
             for ts, _, values in events
             if start <= ts < at and not is_null(values.get(op.column))
         ]
-        out.append(brute(op.operation, covered, k=op.k or 0, limit=10_000))
+        if op.operation == "approx_unique_count":
+            out.append(ApproxUnique(len({value_bytes(v) for v, _ in covered})))
+        elif op.operation == "approx_percentile":
+            out.append(ApproxPercentiles(tuple(sorted(float(v) for v, _ in covered)),
+                                         op.percentiles or ()))
+        else:
+            out.append(brute(op.operation, covered, k=op.k or 0, limit=10_000))
     return out
 
 
 def close(got: Any, want: Any) -> bool:
-    """Equal, but doubles within the documented relative error."""
+    """Equal, but doubles within the documented relative error (sketches: their bounds)."""
+    if isinstance(want, ApproxUnique | ApproxPercentiles):
+        return want.accepts(got)
     if isinstance(want, float) and isinstance(got, float):
         if math.isnan(want) or math.isnan(got):
             return math.isnan(want) and math.isnan(got)

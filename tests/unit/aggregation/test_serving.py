@@ -22,7 +22,13 @@ from fetcher.types import (
     AggregateOperation,
     AggregationSpec,
 )
-from tests.unit.aggregation.log_model import RawEvent, build_log, close, expected
+from tests.unit.aggregation.log_model import (
+    ApproxPercentiles,
+    RawEvent,
+    build_log,
+    close,
+    expected,
+)
 
 HOP = 10
 COLUMNS = (
@@ -36,17 +42,20 @@ OPS: list[tuple[str, str, int | None]] = [
     ("x", "average", None), ("x", "variance", None), ("amount", "min", None),
     ("s", "max", None), ("s", "first", None), ("x", "last", None), ("s", "last_k", 2),
     ("amount", "top_k", 3), ("s", "unique_count", None), ("amount", "first_k", 2),
-    ("x", "bottom_k", 2), ("amount", "stddev", None),
+    ("x", "bottom_k", 2), ("amount", "stddev", None), ("s", "approx_unique_count", None),
+    ("x", "approx_percentile", None),
 ]
+PERCENTILES = (0.0, 0.5, 0.9, 1.0)
 
 
 def make_spec() -> AggregationSpec:
     operations: list[AggregateOperation] = []
     features: list[AggregateFeature] = []
     for column, name, k in OPS:
-        operations.append(AggregateOperation(column, name, HOP, 100, k=k))
+        pct = PERCENTILES if name == "approx_percentile" else None
+        operations.append(AggregateOperation(column, name, HOP, 100, k=k, percentiles=pct))
         bounded = len(operations) - 1
-        operations.append(AggregateOperation(column, name, 50, None, k=k))
+        operations.append(AggregateOperation(column, name, 50, None, k=k, percentiles=pct))
         unbounded = len(operations) - 1
         features += [
             AggregateFeature(f"{column}_{name}_30", bounded, 30),
@@ -94,6 +103,8 @@ def check(events: list[RawEvent], batch_ends: list[int], at: int, limit: int = 1
         if isinstance(wanted, int) and not -(2**63) <= wanted <= INT64_MAX:
             assert status == "error", feature.name
             continue
+        if isinstance(wanted, ApproxPercentiles) and not wanted.values:
+            wanted = None
         assert status == ("null" if wanted is None else "present"), (feature.name, value, wanted)
         assert close(value, wanted), (feature.name, value, wanted)
 

@@ -103,3 +103,11 @@ def test_approx_percentile_at_scale() -> None:
     values.sort()
     for p, q in zip(PERCENTILES, got, strict=True):
         assert _rank_ok(q, values, p, 2 * RANK_EPS), (p, q)
+
+
+def test_empty_cpc_state_read_back_then_updated_is_finite() -> None:
+    # datasketches 5.2 estimates infinity for an empty sketch deserialized then updated.
+    op = operator_for("approx_unique_count", "string")
+    state = op.decode(op.encode(op.empty()))
+    state = op.update(state, "a", 1)
+    assert op.result(state) == 1
