@@ -455,22 +455,24 @@ class CassandraStore(KVStore):
         if not lookups:
             return []
         plans = []
-        for dataset, key, lo_ms, hi_ms, limit in lookups:  # Checked before any query.
-            _check_log_key(dataset, key)
-            plans.append((dataset, key, log_bounds(lo_ms, hi_ms, limit), limit))
+        for i, (dataset, key, lo_ms, hi_ms, limit) in enumerate(lookups):
+            _check_log_key(dataset, key)  # Checked before any query.
+            bounds = log_bounds(lo_ms, hi_ms, limit)
+            if bounds is not None:
+                plans.append((i, dataset, key, bounds, LogScan(limit)))
+        results: list[LogRead] = [EMPTY_LOG] * len(lookups)
+        if not plans:  # No range can hold an entry: nothing to ask.
+            return results
         level = None if consistency is None else consistency_level(consistency)
-        scans: list[tuple[int, LogScan]] = []
         try:
             async with asyncio.timeout(self.timeout_s):
                 statements = await self._log_ready()
                 jobs = []
-                for i, (dataset, key, bounds, limit) in enumerate(plans):
-                    if bounds is not None:
-                        statement = scan_statement(statements, dataset, key, bounds, limit)
-                        if level is not None:
-                            statement.consistency_level = level
-                        scans.append((i, LogScan(limit)))
-                        jobs.append((statement, scans[-1][1]))
+                for _, dataset, key, bounds, scan in plans:
+                    statement = scan_statement(statements, dataset, key, bounds, scan.limit)
+                    if level is not None:
+                        statement.consistency_level = level
+                    jobs.append((statement, scan))
                 session = self._session
                 if session is None:
                     raise StoreError(f"cassandra store {self._where()} is closed")
@@ -479,8 +481,7 @@ class CassandraStore(KVStore):
             raise
         except Exception as exc:
             raise StoreError(f"cassandra {self._where()}: read_logs: {_describe(exc)}") from exc
-        results: list[LogRead] = [EMPTY_LOG] * len(lookups)
-        for i, scan in scans:
+        for i, _, _, _, scan in plans:
             results[i] = scan.result()
         return results
 
