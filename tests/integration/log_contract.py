@@ -48,9 +48,9 @@ _LOOKUP_PARTS = st.tuples(
 class LogContract:
     """Tests every store's read_logs/append_log must pass; subclasses open the stores."""
 
-    #: The short TTL the expiry test writes, the time after the write within which the
-    #: entry is surely still there (stores round TTLs to seconds differently), and how long
-    #: after the write it is surely gone.
+    #: The short TTL the expiry test writes, the time from the start of the write within
+    #: which the entry is surely still there (stores round TTLs to seconds differently),
+    #: and the time from the end of the write after which it is surely gone.
     ttl_s = 2
     ttl_present_s = 0.8
     ttl_gone_s = 3.3
@@ -263,13 +263,14 @@ class LogContract:
         assert len(read.events) == count and payloads == {b"3"}
 
     async def test_ttl_expiry(self, store: KVStore, dataset: str) -> None:
-        written = time.monotonic()
+        before = time.monotonic()
         await store.append_log([
             LogEntry(dataset, b"short", 1, b"e", b"gone soon", ttl_s=self.ttl_s),
             LogEntry(dataset, b"short", 2, b"", b"part gone soon", ttl_s=self.ttl_s),
             LogEntry(dataset, b"forever", 1, b"e", b"stays"),
             LogEntry(dataset, b"long", 1, b"e", b"stays too", ttl_s=3_600),
         ])  # fmt: skip
+        after = time.monotonic()  # the store wrote them between `before` and now
         lookups: list[LogLookup] = [(dataset, key, 0, 10, 10)
                                     for key in (b"short", b"forever", b"long")]  # fmt: skip
         stays = [LogRead(None, [(1, b"e", b"stays")], False),
@@ -278,9 +279,9 @@ class LogContract:
         assert got[1:] == stays
         # On a machine so busy that the read came late, the short entries may rightly be
         # gone: that is no failure of the store.
-        if time.monotonic() - written < self.ttl_present_s:
+        if time.monotonic() - before < self.ttl_present_s:
             assert got[0] == LogRead((2, b"part gone soon"), [], False)
-        await asyncio.sleep(max(0.0, written + self.ttl_gone_s - time.monotonic()))
+        await asyncio.sleep(max(0.0, after + self.ttl_gone_s - time.monotonic()))
         assert await store.read_logs(lookups) == [EMPTY_LOG, *stays]
 
     async def test_bad_entries_are_refused_before_anything_is_written(
