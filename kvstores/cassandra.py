@@ -12,6 +12,9 @@ driver's callbacks run on its I/O thread and are handed to the event loop with
 call_soon_threadsafe; nothing on the request path blocks the loop. Connecting and
 preparing run in a worker thread on first use, and are retried by a later call
 after a failure, so a store built while Cassandra is down recovers by itself.
+
+Aggregation logs live in `<keyspace>.log` (kvstores.cassandra_log); their statements are
+prepared on the first log call, so a keyspace without that table serves versions.
 """
 
 from __future__ import annotations
@@ -32,15 +35,34 @@ from cassandra.policies import (
 )
 from cassandra.query import tuple_factory
 
-from kvstores.base import Found, KVStore, Lookup, Row, StoreError
+from kvstores.base import (
+    EMPTY_LOG,
+    Found,
+    KVStore,
+    LogEntry,
+    LogLookup,
+    LogRead,
+    Lookup,
+    Row,
+    StoreError,
+)
 from kvstores.cassandra_config import (
     TABLE,
     consistency_level,
     keyspace_cql,
+    log_table_cql,
     parse_url,
     table_cql,
     valid_keyspace,
 )
+from kvstores.cassandra_log import (
+    LogStatements,
+    log_batch,
+    prepare_log,
+    run_scans,
+    scan_statement,
+)
+from kvstores.logs import LogScan, by_key, check_entry, log_bounds
 
 __all__ = ["CassandraStore"]
 
@@ -52,6 +74,8 @@ _MAX_TTL_S = 20 * 365 * 24 * 3600
 _WRITE_CHUNK = 1000
 # DDL waits for every node to agree on the schema; that takes seconds, not millis.
 _DDL_TIMEOUT_S = 60.0
+# A partition key component holds at most this many bytes.
+_MAX_KEY = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +91,15 @@ class _Statements:
 def _describe(exc: BaseException) -> str:
     # asyncio.timeout raises a bare TimeoutError; say what it means.
     return f"{type(exc).__name__}: {str(exc) or 'no answer in time'}"
+
+
+def _check_log_key(dataset: str, key: bytes) -> None:
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset {dataset!r}: must be a non-empty str")
+    if len(key) > _MAX_KEY:
+        raise ValueError(
+            f"key of {len(key)} bytes in dataset {dataset!r}: Cassandra holds at most {_MAX_KEY}"
+        )
 
 
 class CassandraStore(KVStore):
@@ -128,6 +161,7 @@ class CassandraStore(KVStore):
         self._cluster: Any = None
         self._session: Session | None = None
         self._statements: _Statements | None = None
+        self._log_statements: LogStatements | None = None
         self._setup_task: asyncio.Task[_Statements] | None = None
         self._setup_failed_at = 0.0
         self._closed = False
@@ -252,11 +286,38 @@ class CassandraStore(KVStore):
     def _create_schema_blocking(self) -> _Statements:
         session = self._open_session()
         try:
-            for cql in (keyspace_cql(self.keyspace, self.replication), table_cql(self.keyspace)):
+            for cql in (
+                keyspace_cql(self.keyspace, self.replication),
+                table_cql(self.keyspace),
+                log_table_cql(self.keyspace),
+            ):
                 session.execute(cql, timeout=_DDL_TIMEOUT_S)
         except Exception as exc:
             raise StoreError(f"cassandra {self._where()}: schema creation failed: {exc}") from exc
+        self._log_statements = self._prepare_log(session)
         return self._prepare(session)
+
+    def _prepare_log(self, session: Session) -> LogStatements:
+        """Prepare the log's statements (blocking; worker thread only)."""
+        try:
+            return prepare_log(session, self.keyspace, self.write_consistency)
+        except Exception as exc:
+            raise StoreError(
+                f"cassandra {self._where()}: cannot prepare statements on {self.keyspace}.log "
+                f"({exc}); if the table is missing, create it: CassandraStore.create_schema() "
+                "(CQL in docs/storage-layout.md, \"the log\")"
+            ) from exc
+
+    async def _log_ready(self) -> LogStatements:
+        """The log's prepared statements, connecting and preparing first if needed."""
+        if self._log_statements is None:
+            await self._ready()
+            session = self._session
+            if session is None:
+                raise StoreError(f"cassandra store {self._where()} is closed")
+            # Concurrent first calls may each prepare: harmless, and only once per store.
+            self._log_statements = await asyncio.to_thread(self._prepare_log, session)
+        return self._log_statements
 
     # -- requests -----------------------------------------------------------------
 
@@ -383,6 +444,72 @@ class CassandraStore(KVStore):
         except Exception as exc:
             raise StoreError(f"cassandra {self._where()}: multi_put: {_describe(exc)}") from exc
 
+    async def read_logs(
+        self, lookups: Sequence[LogLookup], *, consistency: str | int | None = None
+    ) -> list[LogRead]:
+        """Each lookup's log entries: one single-partition query per lookup, all concurrent.
+
+        At most `max_in_flight` outstanding; a query pages until its scan is complete.
+        """
+        self._check_open()
+        if not lookups:
+            return []
+        plans = []
+        for i, (dataset, key, lo_ms, hi_ms, limit) in enumerate(lookups):
+            _check_log_key(dataset, key)  # Checked before any query.
+            bounds = log_bounds(lo_ms, hi_ms, limit)
+            if bounds is not None:
+                plans.append((i, dataset, key, bounds, LogScan(limit)))
+        results: list[LogRead] = [EMPTY_LOG] * len(lookups)
+        if not plans:  # No range can hold an entry: nothing to ask.
+            return results
+        level = None if consistency is None else consistency_level(consistency)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                statements = await self._log_ready()
+                jobs = []
+                for _, dataset, key, bounds, scan in plans:
+                    statement = scan_statement(statements, dataset, key, bounds, scan.limit)
+                    if level is not None:
+                        statement.consistency_level = level
+                    jobs.append((statement, scan))
+                session = self._session
+                if session is None:
+                    raise StoreError(f"cassandra store {self._where()} is closed")
+                await run_scans(session, self._slots, jobs, self.timeout_s)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cassandra {self._where()}: read_logs: {_describe(exc)}") from exc
+        for i, _, _, _, scan in plans:
+            results[i] = scan.result()
+        return results
+
+    async def append_log(
+        self, entries: Sequence[LogEntry], *, consistency: str | int | None = None
+    ) -> None:
+        """Write log entries: one single-partition batch per key (atomic), all concurrent."""
+        self._check_open()
+        for entry in entries:  # Validate everything before writing anything.
+            check_entry(entry, max_ttl_s=_MAX_TTL_S)
+            _check_log_key(entry.dataset, entry.key)
+        keys = list(by_key(entries).values())
+        if not keys:
+            return
+        level = self.write_consistency if consistency is None else consistency_level(consistency)
+        try:
+            async with asyncio.timeout(self.write_timeout_s):
+                statements = await self._log_ready()
+            for start in range(0, len(keys), _WRITE_CHUNK):
+                batches = [log_batch(statements, unique, level)
+                           for unique in keys[start : start + _WRITE_CHUNK]]  # fmt: skip
+                async with asyncio.timeout(self.write_timeout_s):
+                    await self._run_all(batches, self.write_timeout_s)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cassandra {self._where()}: append_log: {_describe(exc)}") from exc
+
     async def ping(self) -> None:
         """Return when a node answers a query within the timeout; raise StoreError otherwise.
 
@@ -405,6 +532,7 @@ class CassandraStore(KVStore):
             return
         self._closed = True
         self._statements = None
+        self._log_statements = None
         # In a thread: the lock may be held by a connect in progress, and
         # shutdown joins the driver's threads.
         await asyncio.to_thread(self._shutdown)

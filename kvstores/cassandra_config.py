@@ -15,9 +15,11 @@ from cassandra import ConsistencyLevel
 from kvstores.url_options import parse_options, positive_float, positive_int
 
 __all__ = [
+    "LOG_TABLE",
     "TABLE",
     "consistency_level",
     "keyspace_cql",
+    "log_table_cql",
     "parse_url",
     "table_cql",
     "valid_keyspace",
@@ -25,6 +27,8 @@ __all__ = [
 
 #: The one table holding every dataset.
 TABLE = "versions"
+#: The one table holding every aggregation log.
+LOG_TABLE = "log"
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 _REPLICATION_WORD = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -74,6 +78,16 @@ def table_cql(keyspace: str) -> str:
         "PRIMARY KEY ((dataset, key), event_ms)"
         ") WITH CLUSTERING ORDER BY (event_ms DESC)"
         " AND compaction = {'class': 'LeveledCompactionStrategy'}"
+    )
+
+
+def log_table_cql(keyspace: str) -> str:
+    """CREATE TABLE IF NOT EXISTS for the log table (docs/storage-layout.md, "the log")."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.{LOG_TABLE} ("
+        "dataset text, key blob, ts_ms bigint, id blob, payload blob, "
+        "PRIMARY KEY ((dataset, key), ts_ms, id)"
+        ") WITH CLUSTERING ORDER BY (ts_ms DESC, id DESC)"
     )
 
 

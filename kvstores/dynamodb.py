@@ -12,6 +12,8 @@ Latest lookups are BatchGetItem on the latest table (100 keys a request, request
 parallel, UnprocessedKeys retried with backoff until the deadline); "at or before T"
 lookups are one Query each (pk = :k AND event_ms <= :t, newest first, Limit 1), in
 parallel. DynamoDB deletes expired items lazily, so reads skip what has expired.
+
+Aggregation logs live in a third table, ``<prefix>log`` (kvstores.dynamodb_log).
 """
 
 from __future__ import annotations
@@ -31,7 +33,19 @@ import aiohttp
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from kvstores.base import Found, KVStore, Lookup, Row, StoreError
+from kvstores.base import (
+    EMPTY_LOG,
+    Found,
+    KVStore,
+    LogEntry,
+    LogLookup,
+    LogRead,
+    Lookup,
+    Row,
+    StoreError,
+)
+from kvstores.dynamodb_log import chunks, is_conflict, log_item, log_query, read_item
+from kvstores.logs import LogScan, by_key, check_entry, log_bounds
 
 __all__ = ["DynamoDBStore"]
 
@@ -42,6 +56,8 @@ _WRITE_CHUNK = 25  # BatchWriteItem's limit per request
 _MAX_PK = 2048  # DynamoDB's limit on a partition key value
 _MAX_ITEM = 400 * 1024
 _ITEM_OVERHEAD = 64  # attribute names and the two numbers of an item, rounded up
+# Items per Query page of a log read (at most: a scan asks for no more than it may take).
+_LOG_PAGE = 500
 _BACKOFF_BASE_S = 0.01
 _BACKOFF_CAP_S = 0.5
 #: Static credentials sent to a local server (moto, DynamoDB Local), which accept any.
@@ -117,6 +133,7 @@ class DynamoDBStore(KVStore):
         self.table_prefix = table_prefix
         self.versions_table = f"{table_prefix}versions"
         self.latest_table = f"{table_prefix}latest"
+        self.log_table = f"{table_prefix}log"
         self.endpoint_url = endpoint_url
         self.region = region
         self.timeout_s = timeout_s
@@ -208,24 +225,27 @@ class DynamoDBStore(KVStore):
         await self._run(jobs, self.timeout_s, "ping", deadline)
 
     async def create(self) -> None:
-        """Create the versions and latest tables (see create_tables)."""
+        """Create the versions, latest and log tables (see create_tables)."""
         await self.create_tables()
 
     async def create_tables(self, timeout_s: float = 120.0) -> None:
-        """Create both tables (on-demand capacity, TTL on expires_at); existing ones are kept."""
+        """Create the three tables (on-demand, TTL on expires_at); existing ones are kept."""
         client = await self._ensure_client(None)
         jobs: list[_Job] = [
-            partial(self._create_table, client, self.versions_table, True),
-            partial(self._create_table, client, self.latest_table, False),
+            partial(self._create_table, client, self.versions_table, ("event_ms", "N")),
+            partial(self._create_table, client, self.latest_table, None),
+            partial(self._create_table, client, self.log_table, ("sk", "B")),
         ]
         await self._run(jobs, timeout_s, "create_tables")
 
-    async def _create_table(self, client: Any, table: str, versioned: bool) -> None:
+    async def _create_table(
+        self, client: Any, table: str, sort_key: tuple[str, str] | None
+    ) -> None:
         keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
         attributes = [{"AttributeName": "pk", "AttributeType": "B"}]
-        if versioned:
-            keys.append({"AttributeName": "event_ms", "KeyType": "RANGE"})
-            attributes.append({"AttributeName": "event_ms", "AttributeType": "N"})
+        if sort_key is not None:
+            keys.append({"AttributeName": sort_key[0], "KeyType": "RANGE"})
+            attributes.append({"AttributeName": sort_key[0], "AttributeType": sort_key[1]})
         try:
             await client.create_table(
                 TableName=table, KeySchema=keys, AttributeDefinitions=attributes,
@@ -334,6 +354,82 @@ class DynamoDBStore(KVStore):
                 return
             request["ExclusiveStartKey"] = last
             request["Limit"] = min(request["Limit"] * 8, 100)
+
+    async def read_logs(self, lookups: Sequence[LogLookup]) -> list[LogRead]:
+        """Each lookup's log entries: one Query per lookup, all in parallel, within timeout_s."""
+        self._check_open()
+        if not lookups:
+            return []
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        queries: list[tuple[bytes, tuple[int, int]]] = []
+        scans: list[tuple[int, LogScan]] = []
+        for i, (dataset, key, lo_ms, hi_ms, limit) in enumerate(lookups):
+            pk = self._pk(dataset, key)  # Checked before any query.
+            bounds = log_bounds(lo_ms, hi_ms, limit)
+            if bounds is not None:
+                queries.append((pk, bounds))
+                scans.append((i, LogScan(limit)))
+        if queries:
+            client = await self._ensure_client(deadline)
+            jobs: list[_Job] = [
+                partial(self._query_log, client, pk, bounds, scan)
+                for (pk, bounds), (_, scan) in zip(queries, scans, strict=True)
+            ]
+            await self._run(jobs, self.timeout_s, "read_logs", deadline)
+        results: list[LogRead] = [EMPTY_LOG] * len(lookups)
+        for i, scan in scans:
+            results[i] = scan.result()
+        return results
+
+    async def _query_log(
+        self, client: Any, pk: bytes, bounds: tuple[int, int], scan: LogScan
+    ) -> None:
+        request = log_query(self.log_table, pk, bounds, int(time.time()), self.consistent_read)
+        while True:
+            request["Limit"] = min(scan.wanted, _LOG_PAGE)
+            reply = await client.query(**request)
+            for item in reply.get("Items", ()):
+                if scan.add(*read_item(item, self.log_table)):
+                    return
+            last = reply.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last
+
+    async def append_log(self, entries: Sequence[LogEntry]) -> None:
+        """Write log entries: per key, TransactWriteItems of at most 100 entries each, in parallel.
+
+        A key's entries are atomic per transaction, so per 100 entries (docs/storage-layout.md).
+        """
+        self._check_open()
+        deadline = asyncio.get_running_loop().time() + self.write_timeout_s
+        now_s = time.time()
+        for entry in entries:  # Validate everything before writing anything.
+            check_entry(entry)
+        transactions: list[list[_Item]] = []
+        for (dataset, key), unique in by_key(entries).items():
+            pk = self._pk(dataset, key)
+            transactions += chunks([log_item(pk, entry, now_s) for entry in unique])
+        if not transactions:
+            return
+        client = await self._ensure_client(deadline)
+        jobs: list[_Job] = [partial(self._transact, client, items, deadline)
+                            for items in transactions]  # fmt: skip
+        await self._run(jobs, self.write_timeout_s, "append_log", deadline)
+
+    async def _transact(self, client: Any, items: list[_Item], deadline: float) -> None:
+        puts = [{"Put": {"TableName": self.log_table, "Item": item}} for item in items]
+        attempt = 0
+        while True:
+            try:
+                await client.transact_write_items(TransactItems=puts)
+                return
+            except ClientError as exc:
+                # Cancelled by a concurrent transaction on the same entries: try again.
+                if not is_conflict(exc):
+                    raise
+            attempt += 1
+            await self._backoff(attempt, deadline, "TransactWriteItems conflicted")
 
     # -- writes -------------------------------------------------------------------
 
@@ -474,8 +570,8 @@ class DynamoDBStore(KVStore):
             detail = f"no answer within {timeout_s:g} s"
         elif _code(error) == "ResourceNotFoundException":
             detail = (
-                f"table {self.versions_table!r} or {self.latest_table!r} does not exist: "
-                f"create them with DynamoDBStore.create_tables() ({error})"
+                f"table {self.versions_table!r}, {self.latest_table!r} or {self.log_table!r} "
+                f"does not exist: create them with DynamoDBStore.create_tables() ({error})"
             )
         else:
             detail = f"{type(error).__name__}: {error}"

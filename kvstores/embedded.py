@@ -8,6 +8,9 @@ docs/storage-layout.md, makes "the latest version at or before T" one B-tree see
   the versions of one entity key are contiguous and sorted newest first.
 - value = expiry time in ms since the epoch (8 bytes big-endian, 0 = never) + value bytes.
 
+Aggregation logs live in the same database under keys starting with 00
+(kvstores.embedded_log), which no version key does.
+
 Several reader processes and one writer process (`fetcher load`) may share the
 file: LMDB's lock file coordinates them and readers never block the writer.
 """
@@ -23,7 +26,9 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from kvstores.base import Found, KVStore, Lookup, Row, StoreError
+from kvstores.base import Found, KVStore, LogEntry, LogLookup, LogRead, Lookup, Row, StoreError
+from kvstores.embedded_log import LOG_MARK, TS_SIZE, scan_log
+from kvstores.logs import check_entry, log_bounds
 
 __all__ = ["DEFAULT_MAP_SIZE", "EmbeddedStore"]
 
@@ -160,6 +165,22 @@ class EmbeddedStore(KVStore):
             )
         return dataset_prefix + _KEY_LEN.pack(len(key)) + key
 
+    def _log_prefix(self, dataset: str, key: bytes, id_size: int = 0) -> bytes:
+        """Stored-key prefix of the log of (dataset, key) (kvstores.embedded_log)."""
+        dataset_prefix = self._dataset_prefix(dataset)
+        if len(key) > _KEY_MAX:
+            raise ValueError(f"key of {len(key)} bytes in dataset {dataset!r}: at most {_KEY_MAX}")
+        prefix = LOG_MARK + dataset_prefix + _KEY_LEN.pack(len(key)) + key
+        if len(prefix) + TS_SIZE + id_size > self._max_key:
+            # LMDB caps a stored key (511 bytes in stock builds); say so plainly.
+            room = self._max_key - TS_SIZE - len(prefix) + len(key)
+            raise ValueError(
+                f"key of {len(key)} bytes in dataset {dataset!r} with an id of {id_size} bytes "
+                f"is too long for an LMDB log key: key + id at most {room} bytes with this "
+                "dataset name"
+            )
+        return prefix
+
     # -- reads --------------------------------------------------------------------
 
     async def multi_get(self, lookups: Sequence[Lookup]) -> list[Found | None]:
@@ -226,6 +247,50 @@ class EmbeddedStore(KVStore):
             # Expired versions are invisible: fall through to the next older one.
         return None
 
+    async def read_logs(self, lookups: Sequence[LogLookup]) -> list[LogRead]:
+        """Each lookup's log entries, newest first, in one read txn on the event loop.
+
+        On the loop for the reason multi_get is: a scan is seeks and steps in a memory map.
+        """
+        self._check_open()
+        if not lookups:
+            return []
+        # Checked and encoded before reading: a bad lookup raises before any work.
+        plans = [
+            (self._log_prefix(dataset, key), log_bounds(lo_ms, hi_ms, limit), limit)
+            for dataset, key, lo_ms, hi_ms, limit in lookups
+        ]
+
+        def read() -> list[LogRead]:
+            now_ms = time.time_ns() // 1_000_000
+            with self._env.begin(buffers=False) as txn:
+                cursor = txn.cursor()
+                return [scan_log(cursor, *plan, now_ms) for plan in plans]
+
+        return self._retry_resized(read)
+
+    async def append_log(self, entries: Sequence[LogEntry]) -> None:
+        """Write every entry in one write txn (atomic as a whole), in a worker thread."""
+        self._check_open()
+        if self.readonly:
+            raise StoreError(f"embedded store {self.path!r} was opened readonly")
+        now_ms = time.time_ns() // 1_000_000
+        items: list[tuple[bytes, bytes]] = []
+        for entry in entries:  # Validate everything before writing anything.
+            check_entry(entry)
+            prefix = self._log_prefix(entry.dataset, entry.key, len(entry.id))
+            expires_ms = 0 if entry.ttl_s is None else now_ms + entry.ttl_s * 1000
+            items.append((
+                prefix + _U64.pack(entry.ts_ms) + entry.id,
+                _U64.pack(expires_ms) + entry.payload,
+            ))  # fmt: skip
+        if not items:
+            return
+        async with self._write_lock:
+            self._check_open()
+            # _write sorts stably by key: of two entries of one identity the later wins.
+            await asyncio.to_thread(self._retry_resized, lambda: self._write(items, set()))
+
     # -- writes -------------------------------------------------------------------
 
     async def multi_put(self, rows: Sequence[Row]) -> None:
@@ -285,7 +350,7 @@ class EmbeddedStore(KVStore):
                 return
 
     async def purge_expired(self) -> int:
-        """Delete every expired version; returns how many were deleted."""
+        """Delete every expired version and log entry; returns how many were deleted."""
         self._check_open()
         if self.readonly:
             raise StoreError(f"embedded store {self.path!r} was opened readonly")

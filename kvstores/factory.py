@@ -7,9 +7,9 @@
   ``rediss+cluster://...`` (TLS): RedisClusterStore. The nodes listed are where
   the slot map is first read from (one is enough, more survive one being down);
   the other nodes are discovered. An optional path may only be ``/0``.
-- ``dynamodb://<region>/<table prefix>``: DynamoDBStore on tables ``<prefix>versions``
-  and ``<prefix>latest`` (prefix ``fetcher_`` when left out); a local server is named
-  by ``?endpoint_url=http://127.0.0.1:8100``.
+- ``dynamodb://<region>/<table prefix>``: DynamoDBStore on tables ``<prefix>versions``,
+  ``<prefix>latest`` and ``<prefix>log`` (prefix ``fetcher_`` when left out); a local
+  server is named by ``?endpoint_url=http://127.0.0.1:8100``.
 - ``cassandra://host[,host...][:port]/keyspace``: CassandraStore (docs/storage-layout.md).
 
 Backend options go in the query string, e.g. ``?max_connections=64&max_versions=8``.

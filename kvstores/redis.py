@@ -14,6 +14,9 @@ Layout (docs/storage-layout.md has the exact bytes):
   instead of a sorted-set lookup: about a quarter of Redis's CPU per lookup
   (docs/benchmarks.md, "Latest keys"), at the price of storing the newest value twice.
 
+Aggregation logs are sorted sets of their own, the versions key + b":log", read and
+written by the Lua scripts of kvstores.redis_log, one call per key.
+
 "Latest at or before T" is ZRANGE key T -inf BYSCORE REV LIMIT 0 1. RedisClusterStore
 sends a batch of reads as one pipeline per node (kvstores.redis_cluster); RedisStore
 sends one MGET per 500 latest lookups and runs the others inside a small Lua script,
@@ -42,7 +45,30 @@ from redis.driver_info import DriverInfo
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from kvstores.base import Found, KVStore, Lookup, Row, StoreError
+from kvstores.base import (
+    EMPTY_LOG,
+    Found,
+    KVStore,
+    LogEntry,
+    LogLookup,
+    LogRead,
+    Lookup,
+    Row,
+    StoreError,
+)
+from kvstores.logs import by_key, check_entry, log_bounds
+from kvstores.redis_log import (
+    LOG_SUFFIX,
+    READ_LOG_LOAD,
+    READ_LOG_SCRIPT,
+    READ_LOG_SHA,
+    WRITE_LOG_SCRIPT,
+    WRITE_LOG_SHA,
+    MalformedMember,
+    decode_read,
+    pack_read,
+    write_arguments,
+)
 from kvstores.redis_pipeline import PipelinedConnection, is_noscript
 
 __all__ = ["LATEST_SUFFIX", "MAX_EXACT_EVENT_MS", "BaseRedisStore", "Command", "RedisStore"]
@@ -241,6 +267,10 @@ class BaseRedisStore(KVStore, Generic[ClientT]):
         """The Redis key holding the newest version of (dataset, key) (latest_keys)."""
         return self._key_prefix(dataset) + key + _LATEST_TAIL
 
+    def log_key(self, dataset: str, key: bytes) -> bytes:
+        """The Redis key holding the aggregation log of (dataset, key) (kvstores.redis_log)."""
+        return self._key_prefix(dataset) + key + b"}" + LOG_SUFFIX
+
     async def multi_get(self, lookups: Sequence[Lookup]) -> list[Found | None]:
         """Latest version at or before each lookup's time, or None.
 
@@ -358,6 +388,89 @@ class BaseRedisStore(KVStore, Generic[ClientT]):
                         await self._execute(client, commands)
             except _BACKEND_ERRORS as exc:
                 raise StoreError(f"{self._where()}: multi_put failed: {_describe(exc)}") from exc
+
+    async def read_logs(self, lookups: Sequence[LogLookup]) -> list[LogRead]:
+        """Each lookup's log entries: one read script call per lookup, in one round trip.
+
+        The scan stops at the first batch part on the server (kvstores.redis_log).
+        """
+        self._check_open()
+        if not lookups:
+            return []
+        asked: list[int] = []  # the lookups whose range may hold entries
+        commands: list[Command] = []
+        for i, (dataset, key, lo_ms, hi_ms, limit) in enumerate(lookups):
+            log_key = self.log_key(dataset, key)  # checks the dataset
+            bounds = log_bounds(lo_ms, hi_ms, limit)
+            if bounds is not None:
+                asked.append(i)
+                commands.append(("EVALSHA", READ_LOG_SHA, 1, log_key, bounds[1], bounds[0], limit))
+        results = [EMPTY_LOG] * len(lookups)
+        if not commands:
+            return results
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                replies = await self._read_log_replies(commands)
+        except TimeoutError as exc:
+            self._read_timed_out()
+            raise StoreError(f"{self._where()}: read_logs failed: {_describe(exc)}") from exc
+        except _BACKEND_ERRORS as exc:
+            raise StoreError(f"{self._where()}: read_logs failed: {_describe(exc)}") from exc
+        if len(replies) != len(commands):
+            raise StoreError(
+                f"{self._where()}: read_logs got {len(replies)} replies for {len(commands)} reads"
+            )
+        for i, command, reply in zip(asked, commands, replies, strict=True):
+            try:
+                results[i] = decode_read(reply)
+            except MalformedMember as exc:
+                raise StoreError(
+                    f"{self._where()}: malformed member in {command[3]!r}: {exc}"
+                ) from exc
+        return results
+
+    async def _read_log_replies(self, commands: Sequence[Command]) -> list[Any]:
+        """Run read script calls as one pipeline (per node); loads the script when missing."""
+        try:
+            return await self._execute(self._client, commands)
+        except NoScriptError:
+            # First read, Redis restarted or SCRIPT FLUSH: load (on every master) and again.
+            await self._client.script_load(READ_LOG_SCRIPT)
+            return await self._execute(self._client, commands)
+
+    async def append_log(self, entries: Sequence[LogEntry]) -> None:
+        """Write log entries: one write script call per key (atomic), in pipelines of 1000.
+
+        Per key: replace the entries of the same (ts_ms, id), add, then EXPIRE by the
+        longest TTL of the call's entries for that key (PERSIST when one has none).
+        """
+        self._check_open()
+        for entry in entries:  # Validate everything before writing anything.
+            check_entry(entry)
+            self._key_prefix(entry.dataset)
+        keys = by_key(entries)
+        if not keys:
+            return
+        if self._write_client is None:
+            self._write_client = self._make_client(self.write_timeout_s)
+        client = self._write_client
+        commands: list[Command] = [
+            ("EVALSHA", WRITE_LOG_SHA, 1, self.log_key(dataset, key), *write_arguments(unique))
+            for (dataset, key), unique in keys.items()
+        ]
+        for start in range(0, len(commands), _WRITE_CHUNK):
+            chunk = commands[start : start + _WRITE_CHUNK]
+            try:
+                async with asyncio.timeout(self.write_timeout_s):
+                    try:
+                        await self._execute(client, chunk)
+                    except NoScriptError:
+                        # As in multi_put: load the script and write the chunk again (a
+                        # rewrite of an entry replaces it with the same bytes).
+                        await client.script_load(WRITE_LOG_SCRIPT)
+                        await self._execute(client, chunk)
+            except _BACKEND_ERRORS as exc:
+                raise StoreError(f"{self._where()}: append_log failed: {_describe(exc)}") from exc
 
     async def close(self) -> None:
         """Close both clients and their connections (idempotent)."""
@@ -497,6 +610,19 @@ class RedisStore(BaseRedisStore[Redis]):
                 raise reply
             members += reply
         return members
+
+    async def _read_log_replies(self, commands: Sequence[Command]) -> list[Any]:
+        """One write on the pipelined read connection: every read script call of the call."""
+        request = b"".join(pack_read(*command[3:]) for command in commands)
+        replies = await self._reads.exchange(request, len(commands))
+        if any(map(is_noscript, replies)):
+            # As in _exchange: load the script and read again, in one write.
+            request = READ_LOG_LOAD + request
+            replies = (await self._reads.exchange(request, len(commands) + 1))[1:]
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
 
     async def close(self) -> None:
         """Close the read connection and both clients (idempotent)."""

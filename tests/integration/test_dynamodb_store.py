@@ -49,7 +49,7 @@ async def _drop_tables(url: str, store: DynamoDBStore) -> None:
     # A client of its own: the test may have closed the store.
     session = aioboto3.Session("x", "x")
     async with session.client("dynamodb", "us-east-1", endpoint_url=url) as client:
-        for table in (store.versions_table, store.latest_table):
+        for table in (store.versions_table, store.latest_table, store.log_table):
             await client.delete_table(TableName=table)
 
 
