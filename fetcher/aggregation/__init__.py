@@ -1,7 +1,9 @@
 """Aggregation core: operation states, their byte encodings and the window arithmetic.
 
 Pure: imports only fetcher.types and datasketches. The engine (fetch-time merge) and the
-writers (tiles, batch parts) both build on it; docs/aggregations.md has the semantics.
+writers (tiles, batch parts) both build on it; docs/aggregations.md has the semantics. The
+rules of which operation fits which column (`unfit`, `output_type`) are here too, so the
+compiler and the catalog check definitions and aggregation groups with the same ones.
 """
 
 from __future__ import annotations
@@ -21,6 +23,21 @@ from fetcher.aggregation._operations import (
     Sum,
 )
 from fetcher.aggregation._operator import Operator
+from fetcher.aggregation._rules import (
+    COLUMN_TYPES,
+    INTEGER,
+    K_OPERATIONS,
+    LIST_ITEMS,
+    NUMERIC,
+    OPERATIONS,
+    ORDERED,
+    SCALAR_COLUMNS,
+    is_list,
+    list_of,
+    output_type,
+    served_type,
+    unfit,
+)
 from fetcher.aggregation._serving import (
     Computed,
     EventCodec,
@@ -40,8 +57,6 @@ from fetcher.types import AggregationSpec
 
 DEFAULT_LIMIT = 10_000
 """The most distinct values unique_count and histogram keep before reporting NULL."""
-
-_INTEGER_COLUMNS = frozenset({"int64", "int32"})
 
 
 def aggregator_for(spec: AggregationSpec) -> GroupAggregator:
@@ -64,12 +79,13 @@ def operator_for(
 ) -> Operator[Any]:
     """The operator of `operation` (an Operation's value) over a column of `column_type`.
 
-    The compiler has already checked that they fit; this raises ValueError when they do not.
+    The compiler and the catalog have already checked that they fit (`unfit`); this raises
+    ValueError when they do not.
     """
     if operation == "count":
         return Count()
     if operation == "sum":
-        return Sum(column_type in _INTEGER_COLUMNS)
+        return Sum(column_type in INTEGER)
     if operation in ("average", "variance", "stddev"):
         return MomentsOperator(operation)
     if operation in ("min", "max"):
@@ -94,10 +110,18 @@ def operator_for(
 
 
 __all__ = [
+    "COLUMN_TYPES",
     "DEFAULT_LIMIT",
     "FORMAT_VERSION",
     "INT64_MAX",
     "INT64_MIN",
+    "INTEGER",
+    "K_OPERATIONS",
+    "LIST_ITEMS",
+    "NUMERIC",
+    "OPERATIONS",
+    "ORDERED",
+    "SCALAR_COLUMNS",
     "AggregateOverflowError",
     "ApproxPercentile",
     "ApproxUniqueCount",
@@ -119,8 +143,13 @@ __all__ = [
     "aggregator_for",
     "check_value",
     "default_hop_ms",
+    "is_list",
+    "list_of",
     "operator_for",
+    "output_type",
     "read_tiles",
+    "served_type",
     "tile_start",
+    "unfit",
     "window_start",
 ]

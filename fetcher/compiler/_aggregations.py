@@ -10,29 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fetcher.aggregation import default_hop_ms
+from fetcher.aggregation import K_OPERATIONS, default_hop_ms, unfit
+from fetcher.aggregation import output_type as _output_type
 from fetcher.compiler._model import FeatureModel
 from fetcher.compiler._problems import ProblemSink
-from fetcher.compiler._types import (
-    INTEGER,
-    NUMERIC,
-    ORDERED,
-    ColumnInfo,
-    format_duration,
-    is_list,
-    list_of,
-    parse_duration,
-)
+from fetcher.compiler._types import ColumnInfo, format_duration, parse_duration
 from fetcher.definitions import Aggregation, Operation
 
-_K_OPS = frozenset({Operation.FIRST_K, Operation.LAST_K, Operation.TOP_K, Operation.BOTTOM_K})
-_NUMERIC_OPS = frozenset(
-    {Operation.SUM, Operation.AVERAGE, Operation.VARIANCE, Operation.STDDEV,
-     Operation.APPROX_PERCENTILE}
-)
-_DOUBLE_OPS = frozenset({Operation.AVERAGE, Operation.VARIANCE, Operation.STDDEV})
-_COUNT_OPS = frozenset({Operation.COUNT, Operation.UNIQUE_COUNT, Operation.APPROX_UNIQUE_COUNT})
-_ORDERED_OPS = frozenset({Operation.MIN, Operation.MAX, Operation.TOP_K, Operation.BOTTOM_K})
+_K_OPS = frozenset(op for op in Operation if op.value in K_OPERATIONS)
 
 
 def default_tile(window_s: int | None) -> int:
@@ -42,35 +27,7 @@ def default_tile(window_s: int | None) -> int:
 
 def output_type(op: Operation, column_type: str) -> str | None:
     """The output column type of `op` over a column (None: it has no feature type)."""
-    if op in _COUNT_OPS:
-        return "int64"
-    if op in _DOUBLE_OPS:
-        return "double"
-    if op is Operation.SUM:
-        return "int64" if column_type in INTEGER else "double"
-    if op in (Operation.MIN, Operation.MAX, Operation.FIRST, Operation.LAST):
-        return column_type
-    if op in _K_OPS:
-        return list_of(column_type)
-    if op is Operation.APPROX_PERCENTILE:
-        return "list<double>"
-    return None  # histogram: a map of value -> count
-
-
-def _fits(op: Operation, column_type: str) -> str | None:
-    """Why `op` cannot aggregate a column of `column_type` (None: it can)."""
-    if op in _NUMERIC_OPS and column_type not in NUMERIC:
-        return f"{op.value} needs a numeric column (int64, int32, double, float)"
-    if op in _ORDERED_OPS and column_type not in ORDERED:
-        return f"{op.value} needs a numeric or string column"
-    if op in _K_OPS and list_of(column_type) is None:
-        return f"{op.value} needs a scalar column other than bytes (its output is a list)"
-    if op is Operation.HISTOGRAM and column_type not in ("string", "int64", "int32"):
-        return "histogram needs a string or integer column"
-    whole = _COUNT_OPS | {Operation.FIRST, Operation.LAST}
-    if op not in whole and is_list(column_type):
-        return f"{op.value} of a list column is not defined"
-    return None
+    return _output_type(op.value, column_type)
 
 
 def aggregation_features(
@@ -112,7 +69,7 @@ def _one(
         sink.error(f"{where}.column", f"{agg.column!r:.40} is {what}",
                    f"aggregate one of {', '.join(c for c in columns if c not in keys) or '(none)'}")
     else:
-        why = _fits(op, column.type)
+        why = unfit(op.value, column.type)
         if why is not None:
             sink.error(f"{where}.operation", f"{why}; {agg.column!r} is {column.type}",
                        "pick an operation that fits the column (count fits any)")

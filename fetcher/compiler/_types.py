@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from fetcher.aggregation import LIST_ITEMS, SCALAR_COLUMNS, is_list, list_of, served_type
 from fetcher.types import FeatureType, KeyType
 
 # Column type -> Avro type. int32 and float exist so a definition can say exactly what
-# an Avro schema holds (the served types are INT64 and DOUBLE either way).
+# an Avro schema holds (the served types are INT64 and DOUBLE either way). The vocabulary
+# (and which types are numeric, ordered...) is fetcher.aggregation's, shared with the catalog.
 _SCALARS: dict[str, str] = {
     "int64": "long",
     "int32": "int",
@@ -19,31 +21,12 @@ _SCALARS: dict[str, str] = {
     "bool": "boolean",
     "bytes": "bytes",
 }
-# Item types a list column may have (FeatureType has no list of bytes).
-_LIST_ITEMS = ("int64", "int32", "double", "float", "string", "bool")
-SUPPORTED = ", ".join(_SCALARS) + ", list<T> of " + "/".join(_LIST_ITEMS)
-NUMERIC = frozenset({"int64", "int32", "double", "float"})
-INTEGER = frozenset({"int64", "int32"})
-ORDERED = NUMERIC | {"string"}
+assert tuple(_SCALARS) == SCALAR_COLUMNS
+SUPPORTED = ", ".join(_SCALARS) + ", list<T> of " + "/".join(LIST_ITEMS)
 KEY_TYPES: dict[str, KeyType] = {
     "int64": KeyType.INT64,
     "string": KeyType.STRING,
     "bytes": KeyType.BYTES,
-}
-_FEATURE: dict[str, FeatureType] = {
-    "int64": FeatureType.INT64,
-    "int32": FeatureType.INT64,
-    "double": FeatureType.DOUBLE,
-    "float": FeatureType.DOUBLE,
-    "string": FeatureType.STRING,
-    "bool": FeatureType.BOOL,
-    "bytes": FeatureType.BYTES,
-    "list<int64>": FeatureType.INT64_LIST,
-    "list<int32>": FeatureType.INT64_LIST,
-    "list<double>": FeatureType.DOUBLE_LIST,
-    "list<float>": FeatureType.DOUBLE_LIST,
-    "list<string>": FeatureType.STRING_LIST,
-    "list<bool>": FeatureType.BOOL_LIST,
 }
 _LIST_RE = re.compile(r"^list<\s*([a-z0-9]+)\s*>$")
 _DURATION_RE = re.compile(r"^([1-9][0-9]*)([mhd])$")
@@ -58,24 +41,14 @@ def normalize_type(text: object) -> str | None:
     if t in _SCALARS:
         return t
     m = _LIST_RE.match(t)
-    if m and m.group(1) in _LIST_ITEMS:
+    if m and m.group(1) in LIST_ITEMS:
         return f"list<{m.group(1)}>"
     return None
 
 
-def is_list(column_type: str) -> bool:
-    """True for `list<T>` column types."""
-    return column_type.startswith("list<")
-
-
-def list_of(column_type: str) -> str | None:
-    """`list<T>` for a scalar T that has a list type, else None."""
-    return f"list<{column_type}>" if column_type in _LIST_ITEMS else None
-
-
 def feature_type(column_type: str) -> FeatureType | None:
     """The served FeatureType of a column type (None for types that cannot be served)."""
-    return _FEATURE.get(column_type)
+    return served_type(column_type)
 
 
 def avro_type(column_type: str) -> Any:
@@ -99,6 +72,7 @@ def format_duration(seconds: int) -> str:
         if seconds % _UNIT_S[unit] == 0:
             return f"{seconds // _UNIT_S[unit]}{unit}"
     raise ValueError(f"{seconds} s is not a whole number of minutes")
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fetcher.aggregation import COLUMN_TYPES, OPERATIONS, operator_for, unfit
 from fetcher.catalog import load_catalog
 from fetcher.compiler._aggregations import default_tile, output_type
 from fetcher.definitions import Operation
@@ -62,6 +63,19 @@ payments = GroupBy(
 )
 def test_output_types(op: Operation, column: str, expected: str | None) -> None:
     assert output_type(op, column) == expected
+
+
+def test_the_operations_are_the_definitions_operations_in_tag_order() -> None:
+    assert tuple(op.value for op in Operation) == OPERATIONS
+    assert [operator_for(op, "int64", k=1, percentiles=(0.5,)).tag for op in OPERATIONS] == list(
+        range(1, len(OPERATIONS) + 1))
+
+
+def test_every_fitting_operation_has_an_operator() -> None:
+    for op in OPERATIONS:
+        for column in COLUMN_TYPES:
+            if unfit(op, column) is None:
+                assert operator_for(op, column, k=2, percentiles=(0.5,)) is not None
 
 
 @pytest.mark.parametrize(
