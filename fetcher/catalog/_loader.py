@@ -8,6 +8,7 @@ the server swaps it whole. Layout (see docs/configuration.md):
     <config_dir>/groups/<name>.v1.avsc   older writer schemas, listed in "previous_schemas"
     <config_dir>/services/<name>.json    one per feature service (services/ is optional)
 
+A group with `aggregations` instead of `schema` is an aggregation group: no .avsc, no codec.
 Everything is validated at load and every problem is reported at once (CatalogError).
 """
 
@@ -19,8 +20,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fetcher.catalog._fields import Problems
 from fetcher.catalog._validate import (
-    Problems,
     check_service,
     join_request_keys,
     parse_group,
@@ -50,6 +51,7 @@ class Catalog:
     directory: str
     groups: Mapping[str, FeatureGroup]
     services: Mapping[str, FeatureService]
+    # The Avro codec of each group of stored rows; an aggregation group has none (no schema).
     codecs: Mapping[str, GroupCodec]
     # Every writer schema of every group, by fingerprint.
     registry: SchemaRegistry = field(default_factory=SchemaRegistry, compare=False)
@@ -117,7 +119,8 @@ def load_catalog(
                 "use a configured store or add [stores.<name>] to the settings",
             )
         groups[group.name] = group
-        codecs[group.name] = codec
+        if codec is not None:
+            codecs[group.name] = codec
     services: dict[str, FeatureService] = {}
     if (root / "services").is_dir():
         for path in sorted((root / "services").glob("*.json")):

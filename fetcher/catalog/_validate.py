@@ -6,23 +6,20 @@ cross-file rule) and reports problems as `<file>: <field>: <problem>. Fix: <fix>
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from fetcher.catalog._aggregations import parse_aggregations
+from fetcher.catalog._fields import MISSING, Problems, Spec, check_fields, read_json
 from fetcher.codec import GroupCodec, SchemaError, SchemaRegistry, avro_to_features
 from fetcher.types import CachePolicy, FeatureGroup, FeatureService, Join, KeyColumn, KeyType
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 KEY_TYPES = {"int64": KeyType.INT64, "string": KeyType.STRING, "bytes": KeyType.BYTES}
 _NUMBER = (int, float)
-_MISSING = object()
 
-# field -> (accepted JSON types, required, default, what to write); None allows JSON null.
-Spec = Mapping[str, tuple[tuple[type | None, ...], bool, Any, str]]
 GROUP_SPEC: Spec = {
     "name": ((str,), True, None, "the file name without .json"),
     "description": ((str,), False, "", "a string"),
@@ -35,6 +32,12 @@ GROUP_SPEC: Spec = {
     "ttl_seconds": ((int, None), False, None, "a whole number of seconds, or null"),
     "online": ((bool,), False, True, "true or false"),
     "cache": ((dict,), False, None, 'an object like {"l1": true, "l2": false}'),
+}
+# A group with windowed aggregations: no schema, its features are computed from its log.
+AGGREGATION_GROUP_SPEC: Spec = {
+    **{k: v for k, v in GROUP_SPEC.items() if k not in ("schema", "previous_schemas")},
+    "aggregations": ((dict,), True, None, "an object with columns, operations and features "
+                     "(docs/configuration.md)"),
 }
 CACHE_SPEC: Spec = {
     "l1": ((bool,), False, True, "true or false"),
@@ -55,71 +58,6 @@ JOIN_SPEC: Spec = {
 }
 
 
-class Problems:
-    """Every problem found in one catalog load."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, file: str, field: str, problem: str, fix: str) -> None:
-        """Record one problem; `file` is relative to the catalog directory."""
-        self.items.append(f"{file}: {field}: {problem}. Fix: {fix}")
-
-
-def _type_ok(value: Any, accepted: tuple[type | None, ...]) -> bool:
-    if value is None:
-        return None in accepted
-    # bool is an int in Python, never in a config file.
-    return any(t is not None and type(value) is t for t in accepted) or (
-        float in accepted and type(value) is int
-    )
-
-
-def check_fields(obj: Any, spec: Spec, file: str, where: str, p: Problems) -> dict[str, Any] | None:
-    """Values of the fields in `spec` (defaults filled in), or None when `obj` is unusable."""
-    label = where or "(top level)"
-    if not isinstance(obj, dict):
-        p.add(file, label, f"is {type(obj).__name__}, not an object", "write a JSON object {...}")
-        return None
-    out: dict[str, Any] = {}
-    ok = True
-    for key in obj:
-        if key not in spec:
-            close = difflib.get_close_matches(key, list(spec), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            p.add(file, f"{where}{key}", "unknown field", f"{hint}known: {', '.join(spec)}")
-            ok = False
-    for key, (accepted, required, default, fix) in spec.items():
-        value = obj.get(key, _MISSING)
-        if value is _MISSING:
-            if required:
-                p.add(file, f"{where}{key}", "is missing", f"add it: {fix}")
-                ok = False
-            out[key] = default
-        elif not _type_ok(value, accepted):
-            p.add(file, f"{where}{key}", f"{json.dumps(value)[:40]} has the wrong type", fix)
-            ok = False
-        else:
-            out[key] = value
-    return out if ok else None
-
-
-def read_json(path: Path, file: str, p: Problems) -> Any:
-    """The parsed JSON of `path`, or None after reporting why it cannot be read."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        p.add(
-            file,
-            f"line {exc.lineno} column {exc.colno}",
-            f"not valid JSON: {exc.msg}",
-            "correct the JSON syntax",
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        p.add(file, "(file)", f"cannot be read: {exc}", "check the file and its permissions")
-    return None
-
-
 def _name_ok(value: str, file: str, field: str, p: Problems) -> bool:
     if NAME_RE.match(value):
         return True
@@ -138,8 +76,8 @@ def _register(
     # A missing schema file is reported against the group file that names it.
     file = f"groups/{path.name}"
     reported = len(p.items)
-    text = read_json(path, file, p) if path.is_file() else _MISSING
-    if text is _MISSING:
+    text = read_json(path, file, p) if path.is_file() else MISSING
+    if text is MISSING:
         p.add(
             referrer,
             field,
@@ -169,14 +107,9 @@ def _read_checked(path: Path, rel: str, spec: Spec, p: Problems) -> dict[str, An
     return check_fields(data, spec, rel, "", p)
 
 
-def parse_group(
-    path: Path, rel: str, registry: SchemaRegistry, p: Problems
-) -> tuple[FeatureGroup, GroupCodec] | None:
-    """Compile one groups/<name>.json (and its schemas) or report why it cannot be."""
-    v = _read_checked(path, rel, GROUP_SPEC, p)
-    if v is None:
-        return None
-    before = len(p.items)
+def _header(v: dict[str, Any], path: Path, rel: str, p: Problems, *,
+            aggregation: bool) -> tuple[tuple[KeyColumn, ...] | None, CachePolicy | None]:
+    """What both kinds of group share: the name, dataset, TTLs, keys and cache checked."""
     if v["name"] != path.stem:
         p.add(
             rel,
@@ -186,11 +119,36 @@ def parse_group(
         )
     _name_ok(v["name"], rel, "name", p)
     _name_ok(v["dataset"], rel, "dataset", p)
-    for key in ("max_age_seconds", "ttl_seconds"):
+    if aggregation and v["max_age_seconds"] is not None:
+        p.add(rel, "max_age_seconds", "must be null or absent for an aggregation group: a "
+              "window is as fresh as its log", "remove max_age_seconds")
+    for key in ("ttl_seconds",) if aggregation else ("max_age_seconds", "ttl_seconds"):
         if v[key] is not None and v[key] <= 0:
             p.add(rel, key, f"{v[key]} is not positive", "use a positive number of seconds or null")
-    keys = _parse_keys(v["keys"], rel, p)
-    cache = _parse_cache(v["cache"], rel, p)
+    # An aggregation group's cached vector is only as fresh as its cache TTL: off by default.
+    return _parse_keys(v["keys"], rel, p), _parse_cache(v["cache"], rel, p,
+                                                        cached=not aggregation)
+
+
+def parse_group(
+    path: Path, rel: str, registry: SchemaRegistry, p: Problems
+) -> tuple[FeatureGroup, GroupCodec | None] | None:
+    """Compile one groups/<name>.json (and its schemas) or report why it cannot be.
+
+    An aggregation group (one with `aggregations`) has no schema, so no codec: None.
+    """
+    reported = len(p.items)
+    data = read_json(path, rel, p)
+    if data is None and len(p.items) > reported:
+        return None  # read_json said why; JSON null goes on to check_fields, which says why
+    if isinstance(data, dict) and "aggregations" in data:
+        group = _parse_aggregation_group(path, rel, data, p)
+        return None if group is None else (group, None)
+    v = check_fields(data, GROUP_SPEC, rel, "", p)
+    if v is None:
+        return None
+    before = len(p.items)
+    keys, cache = _header(v, path, rel, p, aggregation=False)
     schema_rel = f"groups/{v['schema']}"
     fp = _register(path.parent / v["schema"], rel, "schema", registry, p)
     if fp is None:
@@ -248,6 +206,42 @@ def parse_group(
     return group, codec
 
 
+def _parse_aggregation_group(path: Path, rel: str, data: dict[str, Any],
+                             p: Problems) -> FeatureGroup | None:
+    """An aggregation group (docs/configuration.md "Aggregation group") or None once reported."""
+    before = len(p.items)
+    data = dict(data)
+    for key in ("schema", "previous_schemas"):
+        if key in data:
+            p.add(rel, key, "an aggregation group has no Avro schema: its features are computed "
+                  "from its log", "remove schema and previous_schemas (or remove aggregations "
+                  "for a group of stored rows)")
+            del data[key]
+    v = check_fields(data, AGGREGATION_GROUP_SPEC, rel, "", p)
+    if v is None:
+        return None
+    keys, cache = _header(v, path, rel, p, aggregation=True)
+    parsed = parse_aggregations(v["aggregations"], {k.name for k in keys or ()}, rel, p)
+    if len(p.items) > before or keys is None or cache is None or parsed is None:
+        return None
+    features, spec = parsed
+    return FeatureGroup(
+        name=v["name"],
+        store=v["store"],
+        dataset=v["dataset"],
+        keys=keys,
+        features=features,
+        max_age_s=None,
+        online=v["online"],
+        schema=None,
+        ttl_s=v["ttl_seconds"],
+        cache=cache,
+        description=v["description"],
+        source=rel,
+        aggregation=spec,
+    )
+
+
 def _parse_keys(raw: list[Any], rel: str, p: Problems) -> tuple[KeyColumn, ...] | None:
     if not raw:
         p.add(
@@ -279,9 +273,12 @@ def _parse_keys(raw: list[Any], rel: str, p: Problems) -> tuple[KeyColumn, ...] 
     return tuple(keys) if len(keys) == len(raw) else None
 
 
-def _parse_cache(raw: dict[str, Any] | None, rel: str, p: Problems) -> CachePolicy | None:
+def _parse_cache(
+    raw: dict[str, Any] | None, rel: str, p: Problems, *, cached: bool = True
+) -> CachePolicy | None:
+    """The cache policy; `cached` False: L1 is off unless `raw` turns it on (as L2 is)."""
     if raw is None:
-        return CachePolicy()
+        return CachePolicy() if cached else CachePolicy(l1=False, l2=False)
     v = check_fields(raw, CACHE_SPEC, rel, "cache.", p)
     if v is None:
         return None
@@ -289,7 +286,8 @@ def _parse_cache(raw: dict[str, Any] | None, rel: str, p: Problems) -> CachePoli
         if v[key] is not None and v[key] < 0:
             p.add(rel, f"cache.{key}", "is negative", "use 0 or more seconds, or null")
             return None
-    return CachePolicy(v["l1"], v["l2"], v["l1_ttl_seconds"], v["l2_ttl_seconds"])
+    l1 = v["l1"] if cached or "l1" in raw else False
+    return CachePolicy(l1, v["l2"], v["l1_ttl_seconds"], v["l2_ttl_seconds"])
 
 
 def join_request_keys(group: FeatureGroup, join: Join) -> list[tuple[str, KeyColumn]]:
