@@ -200,14 +200,18 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from fetcher.demo import write_demo, write_demo_files
+    from fetcher.demo import DemoError, write_demo, write_demo_files
 
     settings_path = args.settings or os.environ.get("FETCHER_SETTINGS") or "config/demo.toml"
-    if args.files:
-        write_demo_files(args.files)
-        print(f"demo files written to {args.files}")
-        return 0
-    counts = asyncio.run(write_demo(settings_path, force=args.force))
+    try:
+        if args.files:
+            write_demo_files(args.files)
+            print(f"demo files written to {args.files}")
+            return 0
+        counts = asyncio.run(write_demo(settings_path, force=args.force))
+    except DemoError as exc:
+        print(f"fetcher demo: {exc}", file=sys.stderr)
+        return 1
     if not counts:
         print("demo data already present (use --force to rewrite)")
     for group, count in counts.items():

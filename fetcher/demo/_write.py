@@ -56,7 +56,8 @@ _EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 
 
 class DemoError(Exception):
-    """Demo rows that the group rejects: the generator and the schema disagree."""
+    """Demo rows that the group rejects (the generator and the schema disagree), or a catalog
+    with a group the demo cannot generate rows for (an aggregation group)."""
 
 
 def _now_ms() -> int:
@@ -97,6 +98,18 @@ async def write_demo_rows(
     return writer.rows_written
 
 
+def _rows_groups(catalog: Catalog) -> list[FeatureGroup]:
+    """The catalog's groups, all of stored rows: the demo generates rows from Avro schemas."""
+    for group in catalog.groups.values():
+        if group.aggregation is not None:
+            raise DemoError(
+                f"group {group.name!r} ({group.source}) is an aggregation group: the demo "
+                "writes rows of groups with an Avro schema; load its events with "
+                "`fetcher load --events`"
+            )
+    return list(catalog.groups.values())
+
+
 def _marker(catalog: Catalog, seed: int) -> dict[str, Any]:
     return {"generator": GENERATOR_VERSION, "catalog": catalog.version, "seed": seed}
 
@@ -134,7 +147,7 @@ async def write_demo(
     catalog = load_catalog(settings.server.config_dir, settings.stores.keys())
     now = _now_ms() if now_ms is None else now_ms
     by_store: dict[str, list[FeatureGroup]] = {}
-    for group in catalog.groups.values():
+    for group in _rows_groups(catalog):
         by_store.setdefault(group.store, []).append(group)
     expected = _marker(catalog, seed)
     counts: dict[str, int] = {}
@@ -177,6 +190,7 @@ def write_demo_files(
     Groups not in DEMO_FILE_FORMATS take the formats in turn.
     """
     catalog = load_catalog(config_dir)
+    _rows_groups(catalog)
     now = _now_ms() if now_ms is None else now_ms
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

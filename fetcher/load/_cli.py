@@ -1,7 +1,8 @@
 """The `fetcher load` command: settings + catalog + store around fetcher.load._writer.load_file.
 
 Exit codes: 0 every row of every file was written; 1 rows were rejected or a file
-could not be loaded; 2 nothing could start (catalog, unknown group, store).
+could not be loaded; 2 nothing could start (catalog, unknown group, an aggregation group,
+store).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ async def load_files(
         known = ", ".join(sorted(catalog.groups)) or "(none)"
         raise LoadSetupError(
             f"unknown group {group_name!r} in {settings.server.config_dir}; known: {known}"
+        )
+    if group.aggregation is not None:
+        # Its features are computed from a log of events, not read from rows.
+        raise LoadSetupError(
+            f"group {group_name!r} is an aggregation group: load its events with "
+            "`fetcher load --events`"
         )
     conf = settings.stores[group.store]
     try:

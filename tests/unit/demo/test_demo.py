@@ -17,10 +17,11 @@ from fetcher.demo._data import (
     older_version_age_ms,
     stale_entities,
 )
-from fetcher.demo._write import write_demo, write_demo_files
+from fetcher.demo._write import DemoError, write_demo, write_demo_files
 from fetcher.load._writer import load_file
 from fetcher.types import FeatureGroup, FeatureType, KeyColumn, KeyType
 from kvstores import KVStore, open_store
+from tests.unit.aggregation_support import NAME, demo_with_aggregation_group
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config" / "demo"
 NOW = 1_800_000_000_000
@@ -202,3 +203,16 @@ async def test_demo_files_load_back_with_the_loader(tmp_path: Path, catalog: Cat
                 assert got == (row.record, row.event_ms)
     finally:
         await store.close()
+
+
+async def test_the_demo_refuses_an_aggregation_group(tmp_path: Path) -> None:
+    config = demo_with_aggregation_group(tmp_path / "cfg")
+    with pytest.raises(DemoError, match=f"group '{NAME}' .* is an aggregation group: the demo "
+                       "writes rows of groups with an Avro schema"):
+        write_demo_files(tmp_path / "files", config, now_ms=NOW)
+    assert not (tmp_path / "files").exists()
+    settings = tmp_path / "s.toml"
+    settings.write_text(f'[server]\nconfig_dir = "{config}"\n\n[stores.main]\n'
+                        f'url = "embedded://{tmp_path / "d.lmdb"}?sync=false"\n')
+    with pytest.raises(DemoError, match="is an aggregation group"):
+        await write_demo(settings, now_ms=NOW, env={})

@@ -11,6 +11,7 @@ import pytest
 from fetcher.config import load_settings
 from fetcher.demo._write import write_demo_files
 from fetcher.load._cli import EXIT_OK, EXIT_REJECTED, EXIT_SETUP, run_load
+from tests.unit.aggregation_support import NAME, demo_with_aggregation_group
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config" / "demo"
 NOW = 1_800_000_000_000
@@ -58,3 +59,24 @@ async def test_run_load_exit_codes_and_output(
 
     assert await run_load(settings, args("nope", bad)) == EXIT_SETUP
     assert "unknown group 'nope'" in capsys.readouterr().err
+
+
+async def test_rows_are_not_loaded_into_an_aggregation_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = demo_with_aggregation_group(tmp_path / "cfg")
+    settings_path = tmp_path / "s.toml"
+    settings_path.write_text(
+        f'[server]\nconfig_dir = "{config}"\n\n'
+        f'[stores.main]\nurl = "embedded://{tmp_path / "s.lmdb"}?sync=false"\n',
+        encoding="utf-8",
+    )
+    rows = tmp_path / "tx.jsonl"
+    rows.write_text(json.dumps({"user_id": 1, "event_time": NOW, "amount": 2.5}) + "\n")
+    code = await run_load(load_settings(settings_path, env={}), args(NAME, rows))
+    assert code == EXIT_SETUP
+    out, err = capsys.readouterr()
+    assert err == (f"error: group {NAME!r} is an aggregation group: load its events with "
+                   "`fetcher load --events`\n")
+    assert out == ""
+    assert not (tmp_path / "s.lmdb").exists()  # refused before the store was opened
