@@ -31,9 +31,13 @@ def output_type(op: Operation, column_type: str) -> str | None:
 
 
 def aggregation_features(
-    aggs: object, columns: dict[str, ColumnInfo], keys: Sequence[str], sink: ProblemSink
+    aggs: object, columns: dict[str, ColumnInfo], keys: Sequence[str], sink: ProblemSink,
+    *, online: bool = False,
 ) -> tuple[list[FeatureModel], int | None]:
-    """The output features of `aggs` and the longest bounded window (seconds)."""
+    """The output features of `aggs` and the longest bounded window (seconds).
+
+    `online`: the group-by is served, so every output needs a feature type (no histogram).
+    """
     if isinstance(aggs, str) or not isinstance(aggs, Sequence) or not aggs:
         sink.error("aggregations", f"{aggs!r:.60} is not a non-empty list of Aggregation",
                    "write [Aggregation(...), ...], or None for the selected columns as they are")
@@ -46,7 +50,7 @@ def aggregation_features(
             sink.error(where, f"is {type(agg).__name__}, not an Aggregation",
                        "write Aggregation(column=..., operation=Operation....)")
             continue
-        out, window = _one(agg, where, columns, keys, sink)
+        out, window = _one(agg, i, columns, keys, sink, online)
         features.extend(out)
         if window is not None:
             longest = max(longest or 0, window)
@@ -54,9 +58,10 @@ def aggregation_features(
 
 
 def _one(
-    agg: Aggregation, where: str, columns: dict[str, ColumnInfo], keys: Sequence[str],
-    sink: ProblemSink,
+    agg: Aggregation, index: int, columns: dict[str, ColumnInfo], keys: Sequence[str],
+    sink: ProblemSink, online: bool,
 ) -> tuple[list[FeatureModel], int | None]:
+    where = f"aggregations[{index}]"
     before = len(sink.items)
     op = agg.operation
     if not isinstance(op, Operation):
@@ -110,20 +115,26 @@ def _one(
                                f"{agg.tile} tiles", "pick a tile that divides every window")
     if len(sink.items) > before or column is None:
         return [], None
+    kind = output_type(op, column.type)
+    if kind is None and online:
+        sink.error(f"{where}.operation", f"{op.value} outputs a map, which no feature type "
+                   "holds: an online group-by cannot serve it",
+                   "use top_k or approx_percentile for a servable summary, or set "
+                   "online=False (then it is compiled into the metadata only)")
+        return [], None
+    if kind is None:
+        sink.warn(f"{where}.operation", f"{op.value} outputs a map, which no feature type "
+                  "holds: it is compiled into the metadata and can never be served",
+                  "use top_k or approx_percentile for a servable summary")
+        kind = f"map<{column.type},int64>"
     features: list[FeatureModel] = []
     for text, seconds in windows:
-        kind = output_type(op, column.type)
-        if kind is None:
-            sink.warn(f"{where}.operation", f"{op.value} outputs a map, which no feature type "
-                      "holds: it is compiled into the metadata and can never be served",
-                      "use top_k or approx_percentile for a servable summary")
-            kind = f"map<{column.type},int64>"
         base = agg.name if agg.name is not None else f"{agg.column}_{op.value}"
         name = base + (f"_{text}" if text else "")
         tile = tile_s if tile_s is not None else default_tile(seconds)
         features.append(
             FeatureModel(name, ColumnInfo(kind, "", True, True, None), agg.column, op.value,
-                         text or None, format_duration(tile))
+                         text or None, format_duration(tile), index)
         )
     bounded = [s for _, s in windows if s is not None]
     return features, max(bounded) if bounded else None

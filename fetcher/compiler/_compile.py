@@ -122,8 +122,9 @@ def write_output(out: Path, files: dict[str, bytes]) -> None:
     current schemas, services, metadata; the files no longer produced are removed last.
     """
     (out / "groups").mkdir(parents=True, exist_ok=True)  # the catalog may have no group
-    current = {f"groups/{json.loads(data)['schema']}" for rel, data in files.items()
-               if rel.startswith("groups/") and rel.endswith(".json")}
+    current = {f"groups/{schema}" for rel, data in files.items()
+               if rel.startswith("groups/") and rel.endswith(".json")
+               and (schema := json.loads(data).get("schema")) is not None}  # aggregation: none
     for rel in sorted(files, key=lambda r: (_write_rank(r, current), r)):
         path, data = out / rel, files[rel]
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""A compiled output folder read back: the manifest's objects and each served group's schemas.
+"""A compiled output folder read back: the manifest's objects, each served group's schemas
+and each aggregation group's layout.
 
 Stage 4 compares a compile with the previous output (`--against DIR` or `--out`'s contents);
 `fetcher diff` compares two outputs. A folder is a compiled output when it holds
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,36 @@ KINDS = {"group_bys": "group_by", "joins": "join"}
 
 class CompiledReadError(Exception):
     """A folder that claims to be a compiled output (it has a manifest) but cannot be read."""
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What an aggregation group's stored data is read by: its columns (the values of each
+    event, by position) and operations (the states of each batch part, by position), each
+    in a few words: `amount: double`, `sum(amount) hop 5m span 1h`."""
+
+    columns: tuple[str, ...]
+    operations: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Layout:
+        """The layout of an `aggregations` object (or a manifest's `aggregation_layout`)."""
+        columns = tuple(f"{c['name']}: {c['type']}" for c in raw["columns"])
+        operations = []
+        for op in raw["operations"]:
+            args = "".join(f", {a}={op[a]}" for a in ("k", "percentiles") if op.get(a) is not None)
+            span = op["span_seconds"]
+            extent = "unbounded" if span is None else f"span {_duration(int(span))}"
+            operations.append(f"{op['operation']}({op['column']}{args}) "
+                              f"hop {_duration(int(op['hop_seconds']))} {extent}")
+        return cls(columns, tuple(operations))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +69,7 @@ class ObjectEntry:
     served: bool
     keys: tuple[tuple[str, str], ...]  # name -> type, in order (a join: its left columns)
     features: tuple[tuple[str, Signature], ...]  # sorted by name
+    layout: Layout | None = None  # a served aggregation group's; None: any other object
 
     @property
     def key(self) -> str:
@@ -65,12 +97,23 @@ class CompiledGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledAggregationGroup:
+    """A served aggregation group of a compiled output: its dataset and layout."""
+
+    name: str
+    dataset: str
+    layout: Layout
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledOutput:
-    """A compiled output folder: objects by `<kind>:<name>`, served groups by name."""
+    """A compiled output folder: objects by `<kind>:<name>`, served groups by name (groups
+    of stored rows and aggregation groups apart)."""
 
     folder: str
     objects: dict[str, ObjectEntry]
     groups: dict[str, CompiledGroup]
+    aggregation_groups: dict[str, CompiledAggregationGroup] = field(default_factory=dict)
 
 
 def is_compiled(folder: Path) -> bool:
@@ -111,6 +154,7 @@ def parse_entry(kind: str, name: str, raw: Mapping[str, Any],
         bool(raw.get("online", raw["served"])), bool(raw["production"]), bool(raw["served"]),
         tuple((str(k), str(t)) for k, t in keys),
         tuple(sorted(features.items())),
+        Layout.parse(raw["aggregation_layout"]) if "aggregation_layout" in raw else None,
     )
 
 
@@ -122,22 +166,29 @@ def _schema_file(path: Path, folder: Path) -> SchemaFile:
     return SchemaFile(path.name, path.read_bytes(), parsed)
 
 
-def _groups(folder: Path) -> tuple[dict[str, CompiledGroup], dict[str, Any]]:
+def _groups(folder: Path) -> tuple[dict[str, CompiledGroup],
+                                   dict[str, CompiledAggregationGroup], dict[str, Any]]:
     groups: dict[str, CompiledGroup] = {}
+    aggregation_groups: dict[str, CompiledAggregationGroup] = {}
     keys: dict[str, Any] = {}
     for path in sorted((folder / "groups").glob("*.json")):
         data = _json(path, folder)
         try:
             name, dataset = str(data["name"]), str(data["dataset"])
+            if "aggregations" in data:
+                keys[name] = [(k["name"], k["type"]) for k in data["keys"]]
+                aggregation_groups[name] = CompiledAggregationGroup(
+                    name, dataset, Layout.parse(data["aggregations"]))
+                continue
             schema = _schema_file(path.parent / str(data["schema"]), folder)
             previous = tuple(_schema_file(path.parent / str(p), folder)
                              for p in data.get("previous_schemas", ()))
             keys[name] = [(k["name"], k["type"]) for k in data["keys"]]
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise CompiledReadError(f"{folder}: groups/{path.name}: not a group file ({exc!r}). "
                                     "Fix: point at an intact compiled output") from None
         groups[name] = CompiledGroup(name, dataset, schema, previous)
-    return groups, keys
+    return groups, aggregation_groups, keys
 
 
 def read_compiled(folder: Path) -> CompiledOutput:
@@ -148,7 +199,8 @@ def read_compiled(folder: Path) -> CompiledOutput:
     manifest = _json(folder / MANIFEST, folder)
     lineage_path = folder / "metadata" / "lineage.json"
     lineage = _json(lineage_path, folder) if lineage_path.is_file() else {}
-    groups, group_keys = _groups(folder) if (folder / "groups").is_dir() else ({}, {})
+    groups, aggregation_groups, group_keys = (
+        _groups(folder) if (folder / "groups").is_dir() else ({}, {}, {}))
     objects: dict[str, ObjectEntry] = {}
     if not isinstance(manifest, dict):
         raise _bad(folder, "is not a JSON object")
@@ -163,4 +215,4 @@ def read_compiled(folder: Path) -> CompiledOutput:
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise _bad(folder, f"{section}.{name} is not a manifest entry ({exc!r})") from None
             objects[entry.key] = entry
-    return CompiledOutput(str(folder), objects, groups)
+    return CompiledOutput(str(folder), objects, groups, aggregation_groups)

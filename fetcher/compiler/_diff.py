@@ -1,7 +1,8 @@
 """`fetcher diff --from A --to B`: what changed between two compiled outputs, per object.
 
-Per object: added / removed / changed features (name, type), key changes, and the version
-bump the change implies (fetcher/compiler/_versions.py). Exit codes: 0 whatever the
+Per object: added / removed / changed features (name, type), key changes, an aggregation
+group's layout changes (columns and operations), and the version bump the change implies
+(fetcher/compiler/_versions.py). Exit codes: 0 whatever the
 differences (a diff reports, it does not judge), 2 usage (a folder that is not a compiled
 output).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fetcher.compiler._compiled import CompiledReadError, read_compiled
-from fetcher.compiler._versions import Change, compare_outputs
+from fetcher.compiler._versions import Change, compare_outputs, layout_lines
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -35,6 +36,9 @@ def change_json(c: Change) -> dict[str, Any]:
         "to_version": c.new.version if c.new is not None else None,
         "keys": ({"from": [list(k) for k in c.old.keys], "to": [list(k) for k in c.new.keys]}
                  if c.keys_changed and c.old is not None and c.new is not None else None),
+        "aggregation_layout": (layout_lines(c.old.layout, c.new.layout)
+                               if c.layout_changed and c.old is not None and c.new is not None
+                               else None),
         "features": {
             "added": [{"name": n, "type": s.render()} for n, s in c.added],
             "removed": [{"name": n, "type": s.render()} for n, s in c.removed],
@@ -58,6 +62,10 @@ def _human(changes: list[Change], out: TextIO) -> None:
                   file=out)
             if c.keys_changed:
                 print(f"  ~ keys: {_keys(c.old.keys)} -> {_keys(c.new.keys)}", file=out)
+            if c.layout_changed:
+                for line in layout_lines(c.old.layout, c.new.layout):
+                    print(f"  {line if line[:2] in ('+ ', '- ', '~ ') else '~ ' + line}",
+                          file=out)
             for n, s in c.added:
                 print(f"  + {n}: {s.render()}", file=out)
             for n, s in c.removed:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fetcher.compiler._aggregation_group import aggregations_object, layout
 from fetcher.compiler._avsc import group_schema
 from fetcher.compiler._compiled import KINDS, MANIFEST, ObjectEntry, SchemaFile, parse_entry
 from fetcher.compiler._dependencies import Edge
@@ -61,6 +62,27 @@ def _group(g: GroupModel, previous: Sequence[str]) -> dict[str, Any]:
         "ttl_seconds": g.ttl_s,
         "online": g.obj.online,
     }
+    _cache(g, out)
+    return out
+
+
+def _aggregation_group(g: GroupModel) -> dict[str, Any]:
+    """A served aggregation group's file: no schema and no max age, `aggregations` last."""
+    out: dict[str, Any] = {
+        "name": g.name,
+        "description": g.obj.description,
+        "store": g.obj.store,
+        "dataset": g.name,
+        "keys": [{"name": k, "type": t} for k, t in g.keys],
+        "ttl_seconds": g.ttl_s,
+        "online": g.obj.online,
+    }
+    _cache(g, out)
+    out["aggregations"] = aggregations_object(g)
+    return out
+
+
+def _cache(g: GroupModel, out: dict[str, Any]) -> None:
     cache = g.obj.cache
     if cache is not None:
         out["cache"] = {
@@ -69,7 +91,6 @@ def _group(g: GroupModel, previous: Sequence[str]) -> dict[str, Any]:
             "l1_ttl_seconds": cache.l1_ttl,
             "l2_ttl_seconds": cache.l2_ttl,
         }
-    return out
 
 
 def _lineage(g: GroupModel) -> dict[str, Any]:
@@ -114,11 +135,17 @@ def build_output(
     manifest: dict[str, Any] = {"compiler_version": compiler_version, "group_bys": {}, "joins": {}}
     for name in sorted(groups):
         g = groups[name]
-        served[f"group_by:{name}"] = not g.aggregated
+        served[f"group_by:{name}"] = g.served
         features = _lineage(g)
-        lineage["group_bys"][name] = {"served": not g.aggregated, "features": features}
+        lineage["group_bys"][name] = {"served": g.served, "features": features}
         form: dict[str, Any] = {"keys": [list(k) for k in g.keys], "features": features}
-        if not g.aggregated:
+        stored: dict[str, Any] | None = None  # what stored data is laid out by
+        if g.aggregated and g.served:
+            group_json = _aggregation_group(g)
+            files[f"groups/{name}.json"] = render(group_json)
+            form.update(group=group_json)
+            stored = layout(group_json["aggregations"])
+        elif g.served:
             previous = previous_files.get(name, ())
             for earlier in previous:
                 files[f"groups/{earlier.name}"] = earlier.data
@@ -128,12 +155,14 @@ def build_output(
             form.update(group=group_json, schema=schema,
                         previous=[hashlib.sha256(e.data).hexdigest() for e in previous])
         manifest["group_bys"][name] = _manifest_entry(
-            form, g.obj, not g.aggregated, g.keys, _signatures({f.name: f for f in g.features}))
+            form, g.obj, g.served, g.keys, _signatures({f.name: f for f in g.features}))
+        if stored is not None:
+            manifest["group_bys"][name]["aggregation_layout"] = stored
     for name in sorted(joins):
         j = joins[name]
         parts = [(p, groups[t.name]) for p in j.parts
                  if (t := refs.resolve(p.group_by, "group_by")) is not None]
-        is_served = all(not g.aggregated for _, g in parts)
+        is_served = all(g.served for _, g in parts)
         served[f"join:{name}"] = is_served
         outputs: dict[str, Any] = {}
         signatures: dict[str, FeatureModel] = {}

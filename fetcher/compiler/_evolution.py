@@ -10,6 +10,11 @@ nullable). A compatible change keeps the old schema as `groups/<name>.v<N>.avsc`
 free N above the count of earlier schemas: the naming of `AvroSchema(previous=...)` files),
 and every earlier one stays: previous schemas accumulate for as long as the group keeps its
 name (its dataset). The versions half of the stage is fetcher/compiler/_versions.py.
+
+An aggregation group has no schema: its stored events and batch parts are read by position,
+by its columns and operations (its layout). A changed layout is a warning (and a major
+version, which an online production group must confirm); a group that changes kind (stored
+rows <-> aggregation) on the same dataset is refused: the dataset holds the other kind.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from fetcher.codec import GroupCodec, SchemaError, SchemaRegistry
+from fetcher.compiler._aggregation_group import aggregations_object
 from fetcher.compiler._avsc import group_schema
-from fetcher.compiler._compiled import CompiledGroup, CompiledOutput, SchemaFile
+from fetcher.compiler._compiled import CompiledGroup, CompiledOutput, Layout, SchemaFile
 from fetcher.compiler._model import GroupModel
 from fetcher.compiler._problems import Problem, ProblemSink, Stage
 from fetcher.compiler._types import avro_signature
+from fetcher.compiler._versions import layout_lines
 from fetcher.definitions import AvroSchema
 
 _VERSIONED_RE = re.compile(r"^(.*)_v([0-9]+)$")
@@ -44,6 +51,10 @@ def new_name(name: str) -> str:
     """The name a migration suggests: x -> x_v2, x_v2 -> x_v3."""
     m = _VERSIONED_RE.match(name)
     return f"{m.group(1)}_v{int(m.group(2)) + 1}" if m else f"{name}_v2"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _migration(g: GroupModel) -> str:
@@ -185,9 +196,48 @@ def check_group(repo: Path, g: GroupModel, prev: CompiledGroup | None, taken: se
     return tuple(files)
 
 
+def _kind_changed(g: GroupModel, previous: CompiledOutput, sink: ProblemSink) -> None:
+    """A served group whose dataset the previous output serves as the other kind of group."""
+    was_rows = g.name in previous.groups and previous.groups[g.name].dataset == g.name
+    was_log = (g.name in previous.aggregation_groups
+               and previous.aggregation_groups[g.name].dataset == g.name)
+    if g.aggregated and was_rows:
+        sink.error("aggregations", f"the previous output serves {g.name!r} as a group of stored "
+                   "rows: its dataset holds rows, not the log an aggregation group reads (their "
+                   "versions would pass for batch ends)", _sentence(_migration(g)))
+    elif not g.aggregated and was_log:
+        sink.error("aggregations", f"the previous output serves {g.name!r} as an aggregation "
+                   "group: its dataset holds a log of events and batch parts, not rows",
+                   _sentence(_migration(g)))
+
+
+def check_aggregation_group(g: GroupModel, previous: CompiledOutput | None,
+                            sink: ProblemSink) -> None:
+    """Stage 4 of one served aggregation group: its layout against the previous output's."""
+    if previous is None:
+        return
+    _kind_changed(g, previous, sink)
+    prev = previous.aggregation_groups.get(g.name)
+    if prev is None or prev.dataset != g.name:
+        return
+    new = Layout.parse(aggregations_object(g))
+    if new == prev.layout:
+        return
+    lines = layout_lines(prev.layout, new)
+    shown = "; ".join(lines[:4]) + ("; ..." if len(lines) > 4 else "")
+    sink.warn("aggregations", f"the aggregation layout changed since the previous output "
+              f"({shown}): the stored batch parts hold one state per previous operation and "
+              "the stored events one value per previous column, read by position, so they "
+              "are misread until rewritten",
+              "rewrite the batch parts with the new layout (rerun the batch job; if the "
+              "columns changed, also the events after its batch end) before deploying this "
+              f"catalog; or {_migration(g)}")
+
+
 def check_evolution(repo: Path, groups: Mapping[str, GroupModel],
                     previous: CompiledOutput | None) -> EvolutionResult:
-    """Run stage 4's schema checks over every served group (in name order)."""
+    """Run stage 4's checks over every served group (in name order): schemas of groups of
+    stored rows, layouts of aggregation groups."""
     served = sorted(n for n, g in groups.items() if not g.aggregated)
     taken = {f"{n}.avsc" for n in served}
     problems: list[Problem] = []
@@ -200,5 +250,12 @@ def check_evolution(repo: Path, groups: Mapping[str, GroupModel],
         if prev is not None and prev.dataset != name:
             prev = None  # another dataset: none of its rows are read by this group
         files[name] = check_group(repo, g, prev, taken, sink)
+        if previous is not None:
+            _kind_changed(g, previous, sink)
+        problems.extend(sink.items)
+    for name in sorted(n for n, g in groups.items() if g.aggregated and g.served):
+        d = groups[name].definition
+        sink = ProblemSink(Stage.EVOLUTION, d.file, d.line, d.name)
+        check_aggregation_group(groups[name], previous, sink)
         problems.extend(sink.items)
     return EvolutionResult(files, problems)

@@ -37,6 +37,7 @@ class FeatureModel:
     operation: str | None = None
     window: str | None = None  # None: the column itself, or an unbounded aggregation
     tile: str | None = None
+    aggregation: int | None = None  # its index in GroupBy.aggregations; None: a column
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class GroupModel:
     keys: tuple[tuple[str, str], ...]  # key name -> key type
     features: tuple[FeatureModel, ...]
     sources: tuple[SourceModel, ...]
-    aggregated: bool  # windowed aggregations: validated, compiled into metadata only
+    aggregated: bool  # windowed aggregations: an aggregation group if online, else metadata
     ttl_s: int | None
     max_age_s: int | None
     longest_window_s: int | None  # of the bounded windows; None: none
@@ -58,6 +59,12 @@ class GroupModel:
     def name(self) -> str:
         """The served name."""
         return self.definition.name
+
+    @property
+    def served(self) -> bool:
+        """Written to the catalog: every group of stored rows, an aggregation group if online
+        (offline aggregations wait for point-in-time reads: metadata only)."""
+        return not self.aggregated or self.obj.online is True
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,12 +206,12 @@ def group_model(repo: Path, d: Definition, sink: ProblemSink) -> GroupModel | No
     aggregated = obj.aggregations is not None
     longest: int | None = None
     if aggregated:
-        features, longest = aggregation_features(obj.aggregations, columns, keys, sink)
-        if obj.online is True:
-            sink.error("online", "windowed aggregations are validated but not served yet "
-                       "(issue 14): an online group-by with aggregations would be misread",
-                       "set online=False until aggregation serving lands; it is then compiled "
-                       "into the metadata only")
+        features, longest = aggregation_features(obj.aggregations, columns, keys, sink,
+                                                 online=obj.online is True)
+        if obj.online is True and max_age_s is not None:
+            sink.error("max_age", "an aggregation group's windows are as fresh as its log, so "
+                       "it has no max age (the catalog refuses max_age_seconds for it)",
+                       "remove max_age; a window's length bounds what it reads")
     else:
         features = _plain_features(sources[0], keys, sink)
     seen: set[str] = set()

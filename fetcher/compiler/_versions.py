@@ -2,8 +2,10 @@
 implies, and the versions a compile records (docs/compiler.md, "Versions").
 
 Breaking (a removed feature, a type that changed other than by a widening that keeps the
-served type, a key change) -> major; an added feature -> minor; any other change of the
-compiled form (description, TTL, cache, a widening such as int32 -> int64) -> patch.
+served type, a key change, an aggregation group's layout changed: the columns and operations
+its stored events and batch parts are read by) -> major; an added feature -> minor; any other
+change of the compiled form (description, TTL, cache, a widening such as int32 -> int64) ->
+patch.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fetcher.compiler._compiled import CompiledOutput, ObjectEntry
+from fetcher.compiler._compiled import CompiledOutput, Layout, ObjectEntry
 from fetcher.compiler._discover import Definition
 from fetcher.compiler._problems import Problem, Stage
 from fetcher.compiler._types import Signature, feature_type
@@ -86,6 +88,9 @@ class Change:
     removed: tuple[tuple[str, Signature], ...] = ()
     changed: tuple[tuple[str, Signature, Signature], ...] = ()
     keys_changed: bool = False
+    # Both served, and the aggregation layout differs (or one is an aggregation group and
+    # the other a group of stored rows).
+    layout_changed: bool = False
     bump: Bump = Bump.NONE
 
     @property
@@ -105,6 +110,8 @@ class Change:
         parts: list[str] = []
         if self.keys_changed:
             parts.append("keys changed")
+        if self.layout_changed and self.old is not None and self.new is not None:
+            parts.append(layout_reason(self.old.layout, self.new.layout))
         if self.removed:
             parts.append(f"feature(s) {names(self.removed)} removed")
         for n, old, new in self.changed:
@@ -125,7 +132,9 @@ def compare(old: ObjectEntry, new: ObjectEntry) -> Change:
     changed = tuple((n, before[n], s) for n, s in new.features
                     if n in before and before[n] != s)
     keys_changed = old.keys != new.keys
-    if keys_changed or removed or any(type_bump(o, n) is Bump.MAJOR for _, o, n in changed):
+    layout_changed = old.served and new.served and old.layout != new.layout
+    if (keys_changed or layout_changed or removed
+            or any(type_bump(o, n) is Bump.MAJOR for _, o, n in changed)):
         bump = Bump.MAJOR
     elif added:
         bump = Bump.MINOR
@@ -133,7 +142,35 @@ def compare(old: ObjectEntry, new: ObjectEntry) -> Change:
         bump = Bump.PATCH
     else:
         bump = Bump.NONE
-    return Change(new.kind, new.name, old, new, added, removed, changed, keys_changed, bump)
+    return Change(new.kind, new.name, old, new, added, removed, changed, keys_changed,
+                  layout_changed, bump)
+
+
+def layout_lines(old: Layout | None, new: Layout | None) -> list[str]:
+    """An aggregation layout change line by line: `+ operation ...`, `- column ...`, or the
+    change of kind (a group of stored rows <-> an aggregation group)."""
+    if old is None or new is None:
+        return [("now an aggregation group (was a group of stored rows)" if old is None
+                 else "now a group of stored rows (was an aggregation group)")]
+    lines: list[str] = []
+    for what, a, b in (("column", old.columns, new.columns),
+                       ("operation", old.operations, new.operations)):
+        lines.extend(f"- {what} {x}" for x in a if x not in b)
+        lines.extend(f"+ {what} {x}" for x in b if x not in a)
+        if a != b and sorted(a) == sorted(b):
+            lines.append(f"~ {what}s reordered")
+    return lines
+
+
+def layout_reason(old: Layout | None, new: Layout | None) -> str:
+    """The layout change in a few words, for a version's reason."""
+    if old is None or new is None:
+        return layout_lines(old, new)[0]
+    changed = [(w, d) for w, d, a, b in (("columns", "events", old.columns, new.columns),
+                                         ("operations", "batch parts", old.operations,
+                                          new.operations)) if a != b]
+    return (f"aggregation {' and '.join(w for w, _ in changed)} changed (the stored "
+            f"{' and '.join(d for _, d in changed)} are read by them)")
 
 
 def compare_outputs(a: CompiledOutput, b: CompiledOutput) -> list[Change]:

@@ -71,7 +71,7 @@ def events(table: str = "db.payments", selects: dict[str, str] | None = None,
 def group_by(name: str = "sample_team.sample_group_by.v1", *, online: int = 0,
              aggregations: list[dict[str, Any]] | None = None, keys: tuple[str, ...] = ("user_id",),
              sources: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
-    """A Chronon GroupBy (offline by default: online aggregations are not served yet)."""
+    """A Chronon GroupBy (offline by default: compiled into the metadata if it aggregates)."""
     out: dict[str, Any] = {
         "metaData": {"name": name, "online": online, "team": name.split(".")[0],
                      "outputNamespace": "db", "customJson": json.dumps({"lag": 0})},

@@ -23,35 +23,35 @@ from tests.unit.compiler.chronon_support import (
 )
 
 COMPILES = "compiles"
-_ONLINE = "windowed aggregations are validated but not served yet"
+# Stage 2: Chronon's keyMapping is left column -> group-by key, and these lefts select no
+# `subject` (their own `group_by_subject` feeds the key as it is).
+_NO_SUBJECT = "the left has no column 'subject'"
+_KM = "right_parts[0].key_mapping.subject"
 _TIME_EXPR = "'UNIX_TIMESTAMP(ts) * 1000' is a Spark SQL expression"
 _TC = "sources[0].events.query.timeColumn"
 # Every sample file -> COMPILES, or (object, field, part of the problem) of one of its errors.
 EXPECTED: dict[str, str | tuple[str, str, str]] = {
-    "group_bys/sample_team/entity_sample_group_by_from_module.v1":
-        ("sample_team.entity_sample_group_by_from_module.v1", "online", _ONLINE),
+    "group_bys/sample_team/entity_sample_group_by_from_module.v1": COMPILES,
     "group_bys/sample_team/group_by_with_kwargs.v1":
         ("sample_team.group_by_with_kwargs.v1", _TC, _TIME_EXPR),
     "group_bys/sample_team/sample_chaining_group_by":
-        ("sample_team.sample_chaining_group_by", "online", _ONLINE),
+        ("sample_team.sample_chaining_join.parent_join", _KM, _NO_SUBJECT),
     "group_bys/sample_team/sample_deprecation_group_by.v1":
         ("sample_team.sample_deprecation_group_by.v1", _TC, _TIME_EXPR),
-    "group_bys/sample_team/sample_group_by_for_dependency_test.v1":
-        ("sample_team.sample_group_by_for_dependency_test.v1", "online", _ONLINE),
+    "group_bys/sample_team/sample_group_by_for_dependency_test.v1": COMPILES,
     "group_bys/sample_team/sample_group_by_group_by.v1": COMPILES,
     "group_bys/unit_test/sample_chaining_group_by.chaining_group_by_v1":
-        ("unit_test.sample_chaining_group_by.chaining_group_by_v1", "online", _ONLINE),
-    "group_bys/unit_test/sample_group_by.v1": ("unit_test.sample_group_by.v1", "online", _ONLINE),
+        ("unit_test.sample_parent_join.parent_join", _KM, _NO_SUBJECT),
+    "group_bys/unit_test/sample_group_by.v1": COMPILES,
     "group_bys/unit_test/user.sample_nested_group_by.v1":
         ("unit_test.user.sample_nested_group_by.v1", "sources[0].events.query.selects.play",
          "\"if(transaction_type='A', 1, 0)\" is a Spark SQL expression"),
-    "group_bys/unit_test/user_inline_group_by":
-        ("unit_test.user_inline_group_by", "online", _ONLINE),
+    "group_bys/unit_test/user_inline_group_by": COMPILES,
     "joins/sample_team/sample_backfill_mutation_join.v0": COMPILES,
     "joins/sample_team/sample_chaining_join.parent_join":
-        ("sample_team.event_sample_group_by.v1", "online", _ONLINE),
+        ("sample_team.sample_chaining_join.parent_join", _KM, _NO_SUBJECT),
     "joins/sample_team/sample_chaining_join.v1":
-        ("sample_team.sample_chaining_group_by", "online", _ONLINE),
+        ("sample_team.sample_chaining_join.v1", _KM, _NO_SUBJECT),
     "joins/sample_team/sample_deprecation_join.v1":
         ("sample_team.sample_deprecation_group_by.v1", f"joinParts[0].groupBy.{_TC}", _TIME_EXPR),
     "joins/sample_team/sample_join.consistency_check": COMPILES,
@@ -74,7 +74,7 @@ EXPECTED: dict[str, str | tuple[str, str, str]] = {
         ("sample_team.sample_join_external_parts.v2", "onlineExternalParts",
          "external parts are not supported"),
     "joins/sample_team/sample_join_for_dependency_test.v1":
-        ("sample_team.sample_group_by_for_dependency_test.v1", "online", _ONLINE),
+        ("sample_team.sample_join_for_dependency_test.v1", _KM, _NO_SUBJECT),
     "joins/sample_team/sample_join_from_group_by_from_join.v1": COMPILES,
     "joins/sample_team/sample_join_from_module.v1":
         ("sample_team.sample_group_by_from_module.v1", f"joinParts[0].groupBy.{_TC}", _TIME_EXPR),
@@ -93,9 +93,9 @@ EXPECTED: dict[str, str | tuple[str, str, str]] = {
     "joins/sample_team/sample_label_join_with_agg.v1":
         ("sample_team.sample_label_join_with_agg.v1", "labelPart", "label parts are not"),
     "joins/unit_test/sample_parent_join.parent_join":
-        ("unit_test.sample_group_by.v1", "online", _ONLINE),
+        ("unit_test.sample_parent_join.parent_join", _KM, _NO_SUBJECT),
     "joins/unit_test/user.sample_join_inline_group_by.v1":
-        ("unit_test.user_inline_group_by", "online", _ONLINE),
+        ("unit_test.user.sample_join_inline_group_by.v1", _KM, _NO_SUBJECT),
 }
 
 
@@ -135,7 +135,7 @@ def test_the_samples_folder_at_once_reports_each_files_own_refusal(tmp_path: Pat
     assert report.stopped_at is Stage.DISCOVERY  # the mapping's refusals come first
     rendered = [p.render() for p in report.errors]
     for rel, expected in EXPECTED.items():
-        if isinstance(expected, tuple) and expected[2] != _ONLINE:
+        if isinstance(expected, tuple) and expected[2] != _NO_SUBJECT:
             assert any(f"{expected[0]}: {expected[1]}: {expected[2]}" in r for r in rendered), rel
 
 
@@ -200,3 +200,19 @@ def test_group_bys_without_aggregations_are_served_under_chronons_names(tmp_path
     assert "risk.user_profile.v1" in catalog.groups
     schema = json.loads((tmp_path / "out/groups/risk.user_profile.v1.avsc").read_text())
     assert [f["name"] for f in schema["fields"]] == ["spend"]  # renamed select: amount as spend
+
+
+def test_an_online_samples_aggregations_are_served_as_an_aggregation_group(
+    tmp_path: Path,
+) -> None:
+    rel = "group_bys/unit_test/sample_group_by.v1"
+    write_configs(tmp_path / "production", {rel: json.loads((SAMPLES / rel).read_text())})
+    report = compile_chronon(tmp_path / "production", str(write_types(tmp_path / "t.json")),
+                             tmp_path / "out")
+    assert report.ok, [p.render() for p in report.errors]
+    group = load_catalog(tmp_path / "out").groups["unit_test.sample_group_by.v1"]
+    assert group.online and group.schema is None and group.aggregation is not None
+    assert [(f.name, f.operation, f.window_ms) for f in group.aggregation.features] == [
+        ("event_sum", 0, None)]
+    [op] = group.aggregation.operations
+    assert (op.column, op.operation, op.hop_ms, op.span_ms) == ("event", "sum", 86_400_000, None)

@@ -90,6 +90,7 @@ def test_diff_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert objects["risk.users.user_profile"] == {
         "kind": "group_by", "name": "risk.users.user_profile", "status": "changed",
         "bump": "major", "from_version": "1.0.0", "to_version": "1.0.0", "keys": None,
+        "aggregation_layout": None,
         "features": {
             "added": [{"name": "email", "type": "string (nullable)"}],
             "removed": [{"name": "country", "type": "string"}],

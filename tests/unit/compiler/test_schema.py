@@ -153,10 +153,17 @@ CASES = [
          {"aggs": agg('Aggregation("amount", Operation.SUM, windows=["1d"]), '
                       'Aggregation("amount", Operation.SUM, windows=["7d"])'), "online": False},
          "features.amount_sum_1d", "'amount_sum_1d' is produced twice", "remove the duplicate"),
-    Case("online with aggregations", {"aggs": agg('Aggregation("amount", Operation.SUM)')},
-         {"aggs": agg('Aggregation("amount", Operation.SUM)'), "online": False},
-         "online", "windowed aggregations are validated but not served yet",
-         "set online=False until aggregation serving lands"),
+    Case("an online histogram",
+         {"aggs": agg('Aggregation("country", Operation.HISTOGRAM, windows=["1d"])')},
+         {"aggs": agg('Aggregation("country", Operation.HISTOGRAM, windows=["1d"])'),
+          "online": False},
+         "aggregations[0].operation", "histogram outputs a map, which no feature type holds: "
+         "an online group-by cannot serve it", "use top_k or approx_percentile"),
+    Case("an online aggregation group with a max age",
+         {"aggs": agg('Aggregation("amount", Operation.SUM)'), "extra": 'max_age="1d",'},
+         {"aggs": agg('Aggregation("amount", Operation.SUM)')},
+         "max_age", "an aggregation group's windows are as fresh as its log, so it has no max "
+         "age", "remove max_age"),
 ]
 
 
