@@ -227,8 +227,8 @@ def check_aggregation_group(g: GroupModel, previous: CompiledOutput | None,
     shown = "; ".join(lines[:4]) + ("; ..." if len(lines) > 4 else "")
     sink.warn("aggregations", f"the aggregation layout changed since the previous output "
               f"({shown}): the stored batch parts hold one state per previous operation and "
-              "the stored events one value per previous column, read by position, so they "
-              "are misread until rewritten",
+              "the stored events one value per previous column, read by position, so until "
+              "they are rewritten the features of the keys they hold are ERROR or wrong",
               "rewrite the batch parts with the new layout (rerun the batch job; if the "
               "columns changed, also the events after its batch end) before deploying this "
               f"catalog; or {_migration(g)}")

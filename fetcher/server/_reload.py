@@ -41,19 +41,7 @@ def config_signature(directory: str | os.PathLike[str]) -> ConfigSignature:
 
 def load_snapshot(directory: str, store_names: Collection[str]) -> Snapshot:
     """Load, validate and compile a config directory; raises CatalogError."""
-    catalog = load_catalog(directory, set(store_names))
-    # The catalog reads aggregation groups, the engine does not plan them yet (its plans
-    # need a codec per group): refused here as a config problem, so a start fails with this
-    # message and a reload keeps the old config, instead of a KeyError from the planner.
-    unserved = [g for g in catalog.groups.values() if g.aggregation is not None]
-    if unserved:
-        raise CatalogError(directory, [
-            f"{g.source}: aggregations: aggregation groups are not served yet (the engine's "
-            "fetch-time merge is the next step of issue 14). Fix: leave this group out of "
-            "the served config directory until aggregation serving lands"
-            for g in sorted(unserved, key=lambda g: g.name)
-        ])
-    return build_snapshot(catalog)
+    return build_snapshot(load_catalog(directory, set(store_names)))
 
 
 class ConfigWatcher:

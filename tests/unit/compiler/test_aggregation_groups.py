@@ -5,11 +5,13 @@ load_catalog; and stage 4's rules for them (layout changes, kind changes), `fetc
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fetcher.aggregation import aggregator_for, tile_start
 from fetcher.catalog import load_catalog
 from fetcher.cli import main
 from fetcher.compiler import CompileReport, Stage, compile_repo
@@ -319,3 +321,40 @@ def test_diff_of_a_kind_change(tmp_path: Path, capsys: pytest.CaptureFixture[str
     [entry] = json.loads(capsys.readouterr().out)["objects"]
     assert entry["aggregation_layout"] == [
         "now an aggregation group (was a group of stored rows)"]
+
+
+def test_the_compiled_spec_serves_every_window_from_a_batch_part(tmp_path: Path) -> None:
+    """Oracle: the serving core over the compiled spec (batch part + later events) gives
+    every feature the sum/count/max of exactly the events its window covers."""
+    aggs = """[
+        Aggregation("amount", Operation.SUM, windows=["30m", "1d", "7d"]),
+        Aggregation("amount", Operation.COUNT, windows=None),
+        Aggregation("count", Operation.MAX, windows=["2h", "3d"], tile="1h"),
+    ]"""
+    _ok(_compile(tmp_path, payments(aggs)))
+    spec = load_catalog(tmp_path / "out").groups[NAME].aggregation
+    assert spec is not None
+    aggregator = aggregator_for(spec)
+    rng = random.Random(14)
+    day = 86_400_000
+    events = sorted((rng.randrange(20 * day, 30 * day), rng.randrange(100), rng.randrange(50))
+                    for _ in range(400))
+    end = 27 * day + 12_345
+    rows = [(ts, aggregator.codec.values({"amount": float(a), "count": c}))
+            for ts, a, c in events]
+    batch = aggregator.batch_part([r for r in rows if r[0] < end], end)
+    after = [(ts, f"e{i}".encode(), aggregator.codec.encode(v))
+             for i, (ts, v) in enumerate(rows) if ts >= end][::-1]  # a read is newest first
+    for at in [end, end + 1, end + 3_600_000, end + day, *(rng.randrange(end, 31 * day)
+                                                          for _ in range(30))]:
+        got = aggregator.compute((end, batch), after, at)
+        assert got is not None
+        for feature, value in zip(spec.features, got.values, strict=True):
+            op = spec.operations[feature.operation]
+            start = (0 if feature.window_ms is None
+                     else tile_start(max(at - feature.window_ms, 0), op.hop_ms))
+            covered = [(a, c) for ts, a, c in events if start <= ts < at]
+            want: Any = {"sum": float(sum(a for a, _ in covered)) if covered else None,
+                         "count": len(covered),
+                         "max": max((c for _, c in covered), default=None)}[op.operation]
+            assert value == want, (feature.name, at)

@@ -1,29 +1,23 @@
-"""The server refuses a config with an aggregation group, as a config problem, until the
-engine plans them (a start fails with the message; a reload keeps the old config)."""
+"""A config with an aggregation group beside groups of stored rows loads into one serving
+snapshot: the aggregation group is planned from its log, the others from their codecs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from fetcher.catalog import CatalogError, load_catalog
 from fetcher.server._reload import load_snapshot
-from tests.unit.aggregation_support import DEMO, NAME, demo_with_aggregation_group
+from tests.unit.aggregation_support import NAME, demo_with_aggregation_group
 
 
-def test_an_aggregation_group_is_refused_by_name(tmp_path: Path) -> None:
+def test_a_snapshot_plans_an_aggregation_group_from_the_catalog(tmp_path: Path) -> None:
     config = demo_with_aggregation_group(tmp_path / "cfg")
-    assert load_catalog(config).groups[NAME].aggregation is not None  # the catalog reads it
-    with pytest.raises(CatalogError) as err:
-        load_snapshot(str(config), ["main"])
-    assert err.value.problems == [
-        f"groups/{NAME}.json: aggregations: aggregation groups are not served yet (the "
-        "engine's fetch-time merge is the next step of issue 14). Fix: leave this group out "
-        "of the served config directory until aggregation serving lands"
-    ]
-
-
-def test_groups_of_rows_are_served_as_before() -> None:
-    snapshot = load_snapshot(str(DEMO), ["main"])
-    assert set(snapshot.plans.groups) == {"user_profile", "merchant_stats", "place_visits"}
+    snapshot = load_snapshot(str(config), ["main"])
+    assert NAME not in snapshot.catalog.codecs
+    [join] = snapshot.plans.groups[NAME].joins
+    assert join.aggregate is not None and snapshot.plans.groups[NAME].has_aggregates
+    assert snapshot.plans.groups[NAME].feature_names == ("amount_sum_1h", "amount_count_7d")
+    [plain] = snapshot.plans.groups["user_profile"].joins
+    assert plain.aggregate is None
+    listing = snapshot.views.listing(NAME)
+    assert listing is not None
+    assert [f.name for f in listing.groups[0].features] == ["amount_sum_1h", "amount_count_7d"]
