@@ -63,7 +63,7 @@ class GroupModel:
     @property
     def served(self) -> bool:
         """Written to the catalog: every group of stored rows, an aggregation group if online
-        (offline aggregations wait for point-in-time reads: metadata only)."""
+        (an offline one with aggregations is compiled into the metadata only)."""
         return not self.aggregated or self.obj.online is True
 
 

@@ -1,4 +1,5 @@
-"""Aggregations: output names, types and tiles, and their compile into the metadata only."""
+"""Aggregations: output names, types and tiles, and the compile of offline ones into the
+metadata only (online ones: test_aggregation_groups.py)."""
 
 from __future__ import annotations
 
