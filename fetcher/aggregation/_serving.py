@@ -150,7 +150,7 @@ class Computed:
 class GroupAggregator:
     """Built once per aggregation group: its operators, payload codec and windows."""
 
-    __slots__ = ("_features", "codec", "operators", "spec")
+    __slots__ = ("_features", "_hops", "codec", "operators", "spec")
 
     def __init__(self, spec: AggregationSpec, operators: Sequence[Operator[Any]]) -> None:
         if len(operators) != len(spec.operations):
@@ -158,6 +158,7 @@ class GroupAggregator:
         self.spec = spec
         self.operators = tuple(operators)
         self.codec = EventCodec(spec)
+        self._hops = tuple(op.hop_ms for op in spec.operations)
         column_index = {c.name: i for i, c in enumerate(spec.columns)}
         # Per feature: (operation index, operator, column index, window ms, hop ms).
         self._features = tuple(
@@ -205,7 +206,7 @@ class GroupAggregator:
             end, payload = batch
             if end > at:
                 raise StateDecodeError(f"batch part at {end} is newer than the read at {at}")
-            arrays = _batch_index(payload, len(self.operators))
+            arrays = _batch_index(payload, self._hops)
         values: list[Any] = []
         statuses: list[str] = []
         for op_index, operator, column, window_ms, hop_ms in self._features:
@@ -259,6 +260,7 @@ class GroupAggregator:
             for j in range(count - 1, -1, -1):
                 acc = operator.merge(tiles[j], acc)
                 encoded[j] = operator.encode(acc)
+            put_uvarint(out, hop)
             put_uvarint(out, s0)
             put_uvarint(out, count)
             offset = 0
@@ -270,17 +272,21 @@ class GroupAggregator:
         return bytes(out)
 
 
-def _batch_index(payload: bytes, operations: int) -> list[tuple[int, int, int, int]]:
+def _batch_index(payload: bytes, hops: Sequence[int]) -> list[tuple[int, int, int, int]]:
     """(s0, m, offsets position, states position) of each operation of a batch part."""
     r = Reader(payload)
     version = r.byte()
     if version != BATCH_VERSION:
         raise r.fail(f"batch part version {version}, expected {BATCH_VERSION}")
     n = r.uvarint()
-    if n != operations:
-        raise r.fail(f"batch part of {n} operations, the group has {operations}")
+    if n != len(hops):
+        raise r.fail(f"batch part of {n} operations, the group has {len(hops)}")
     out = []
-    for _ in range(n):
+    for i in range(n):
+        hop = r.uvarint()
+        if hop != hops[i]:
+            raise r.fail(f"operation {i} of the batch part has hop {hop} ms, the group's "
+                         f"has {hops[i]} ms (a batch job must rewrite it)")
         s0 = r.uvarint()
         m = r.uvarint()
         offsets = r.pos

@@ -244,3 +244,13 @@ def test_bounded_windows_read_only_what_they_cover(
         assert want == [None, None, 0]
         return
     assert got.values == want
+
+
+def test_batch_part_of_another_hop_is_refused() -> None:
+    from dataclasses import replace
+
+    other = make_aggregator(replace(BOUNDED, operations=(
+        replace(BOUNDED.operations[0], hop_ms=20), BOUNDED.operations[1])))
+    part = other.batch_part([(5, BOUNDED_AGG.codec.values({"amount": 1}))], 40)
+    with pytest.raises(StateDecodeError, match="hop"):
+        BOUNDED_AGG.compute((40, part), [], 50)
