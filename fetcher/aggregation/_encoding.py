@@ -124,16 +124,27 @@ class Reader:
 
     def uvarint(self) -> int:
         """An unsigned varint in its shortest form."""
+        data, pos = self.data, self.pos
+        if pos < len(data) and data[pos] < 0x80:  # one byte: most counts and lengths
+            self.pos = pos + 1
+            return data[pos]
         n = shift = 0
+        size = len(data)
         while True:
-            b = self.byte()
+            if pos >= size:
+                self.pos = pos
+                raise self.fail("truncated")
+            b = data[pos]
+            pos += 1
             n |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
+                self.pos = pos
                 if b == 0 and shift > 7:
                     raise self.fail("varint not in its shortest form")
                 return n
             if shift > 7 * 1024:
+                self.pos = pos
                 raise self.fail("varint too long")
 
     def svarint(self) -> int:

@@ -173,6 +173,8 @@ class Extreme(Operator[Any]):
         """The smaller (min) or larger (max) of the two."""
         if a is None or b is None:
             return b if a is None else a
+        if a != b:  # one column, one type: the values decide (bytes only break ties)
+            return (b if b > a else a) if self.largest else (b if b < a else a)
         ka, kb = (a, value_bytes(a)), (b, value_bytes(b))
         return (b if kb > ka else a) if self.largest else (b if kb < ka else a)
 

@@ -33,6 +33,10 @@ class Operator(ABC, Generic[S]):
             return state
         return self._add(state, value, ts)
 
+    def add(self, state: S, value: Any, ts: int) -> S:
+        """update() without its checks: `value` is not null and `ts` is a valid time."""
+        return self._add(state, value, ts)
+
     @abstractmethod
     def _add(self, state: S, value: Any, ts: int) -> S:
         """The state with one more non-null event."""

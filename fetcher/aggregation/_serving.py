@@ -209,18 +209,34 @@ class GroupAggregator:
             arrays = _batch_index(payload, self._hops)
         values: list[Any] = []
         statuses: list[str] = []
+        # (operation, first event time) -> (events applied, state of those events): windows
+        # of one operation that take the same events fold them once.
+        folded: dict[tuple[int, int], tuple[int, Any]] = {}
         for op_index, operator, column, window_ms, hop_ms in self._features:
             start = 0 if window_ms is None else tile_start(max(at - window_ms, 0), hop_ms)
+            base = None
+            first = start
             if arrays is not None and start < end:
-                state = _suffix_state(operator, payload, arrays[op_index], start, hop_ms, end)
+                base = _suffix_state(operator, payload, arrays[op_index], start, hop_ms, end)
                 first = end
+            applied, fold = folded.get((op_index, first), (-1, None))
+            if applied < 0:
+                fold = operator.empty()
+                applied = 0
+                add = operator.add
+                for ts, row in decoded:
+                    if ts >= first:
+                        value = row[column]
+                        if value is not None:
+                            fold = add(fold, value, ts)
+                            applied += 1
+                folded[(op_index, first)] = (applied, fold)
+            if base is None:
+                state = fold
+            elif applied:
+                state = operator.merge(base, fold)  # merge may change `base`, never `fold`
             else:
-                state = operator.empty()
-                first = start
-            update = operator.update
-            for ts, row in decoded:
-                if ts >= first:
-                    state = update(state, row[column], ts)
+                state = base
             try:
                 value = operator.result(state)
             except AggregateOverflowError:
