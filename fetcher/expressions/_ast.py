@@ -70,3 +70,10 @@ def names(node: Node) -> Iterator[Name]:
         yield node
     for child in children(node):
         yield from names(child)
+
+
+def start(node: Node) -> int:
+    """The offset where `node`'s text begins (a binary node's `pos` is its operator's)."""
+    while isinstance(node, Binary):
+        node = node.left
+    return node.pos

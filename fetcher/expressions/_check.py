@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fetcher.expressions._ast import Binary, Call, Literal, Name, Node, Unary
+from fetcher.expressions._ast import Binary, Call, Literal, Name, Node, Unary, start
 from fetcher.expressions._errors import ExpressionError
 from fetcher.types import FeatureType
 
@@ -96,7 +96,7 @@ class _Checker:
              what: str) -> None:
         """`t` (null is fine: it stays null) must be one of `accepted`."""
         if t is not None and t not in accepted:
-            raise ExpressionError(f"{what}, not {_described(node, t)}", node.pos)
+            raise ExpressionError(f"{what}{_described(node, t)}", start(node))
 
     def binary(self, node: Binary) -> Type:
         left, right = self.check(node.left), self.check(node.right)
@@ -108,7 +108,7 @@ class _Checker:
         if op in ARITHMETIC:
             self.need(node.left, left, NUMERIC, f"{op} needs numbers")
             self.need(node.right, right, NUMERIC, f"{op} needs numbers")
-            if op == "/" and (left is not None or right is not None):
+            if op == "/":
                 return FeatureType.DOUBLE
             unified = _unify(left, right)
             assert not isinstance(unified, str)
@@ -116,7 +116,7 @@ class _Checker:
         for side, t in ((node.left, left), (node.right, right)):
             if t is None:
                 hint = {"=": ": write is_null(x)", "!=": ": write not is_null(x)"}.get(op, "")
-                raise ExpressionError(f"comparing with null is always null{hint}", side.pos)
+                raise ExpressionError(f"comparing with null is always null{hint}", start(side))
             self.need(side, t, SCALAR, f"{op} compares numbers, strings or bools")
         if op in ORDERING and FeatureType.BOOL in (left, right):
             raise ExpressionError(f"bools are not ordered: {op} compares numbers or strings "
@@ -158,7 +158,7 @@ class _Checker:
             unified = _unify(result, t)
             if isinstance(unified, str):
                 raise ExpressionError(f"the values {node.func}() chooses between have different "
-                                      f"types: {unified}", arg.pos)
+                                      f"types: {unified}", start(arg))
             result = unified
         return result
 
@@ -176,12 +176,11 @@ def _literal_type(value: object) -> Type:
 
 
 def _described(node: Node, t: Type) -> str:
-    if isinstance(node, Name):
-        what = f"{node.name!r:.60} is {type_name(t)}"
-        if t not in SCALAR:
-            what += " (bytes and lists can only be given to is_null, coalesce and if)"
-        return what
-    return type_name(t)
+    what = f": {node.name!r:.60} is {type_name(t)}" if isinstance(node, Name) else (
+        f", not {type_name(t)}")
+    if t not in SCALAR:
+        what += " (bytes and lists can only be given to is_null, coalesce and if)"
+    return what
 
 
 def check(root: Node, inputs: Mapping[str, FeatureType], text: str = "") -> Typed:
@@ -193,7 +192,8 @@ def check(root: Node, inputs: Mapping[str, FeatureType], text: str = "") -> Type
     try:
         t = checker.check(root)
         if t is None:
-            raise ExpressionError("the expression is always null, so it has no type", root.pos)
+            raise ExpressionError("the expression is always null, so it has no type",
+                                  start(root))
     except ExpressionError as exc:
         raise exc.with_text(text) from None
     return Typed(root, t, checker.types)

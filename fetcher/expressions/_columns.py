@@ -231,11 +231,11 @@ def _logic(a: Col, b: Col, decisive: bool) -> Col:
     st = bytearray(n)
     for i in range(n):
         p = sa[i]
-        if p == PRESENT and xs[i] is decisive:
+        if p == PRESENT and xs[i] == decisive:
             out[i] = decisive
         elif p == ERROR or sb[i] == ERROR:
             st[i] = ERROR
-        elif sb[i] == PRESENT and ys[i] is decisive:
+        elif sb[i] == PRESENT and ys[i] == decisive:
             out[i] = decisive
         elif p == NULL or sb[i] == NULL:
             st[i] = NULL

@@ -28,7 +28,7 @@ class ExpressionError(Exception):
         self.message = message
         self.offset = offset
         self.text = text
-        super().__init__(f"{position(text, offset)}: {message}" if text else message)
+        super().__init__(f"{position(text, offset)}: {message}")
 
     @property
     def column(self) -> int:

@@ -124,7 +124,7 @@ class _Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.i = 0
-        self.depth = 0
+        self.depth = -1  # the whole expression is not nested
 
     @property
     def peek(self) -> Token:
