@@ -1,29 +1,34 @@
-"""Columnar kernels: one operation over whole columns of N rows.
+"""Columnar operations: each computes one node of an expression over whole columns of N rows.
 
 A column here is `(values, statuses)`: `statuses` is None when every row is present, else
-bytes of PRESENT (0), NULL (1) or ERROR (2) per row. A row that is not present still holds
+bytes of PRESENT (0), NULL (1) or ERROR (3) per row (so that OR is "error over null over
+present", one big-integer operation for a batch). A row that is not present still holds
 a value of the column's type (a placeholder, or what the operation made of placeholders),
-so each kernel first runs one list comprehension over every row; when that fails (an
-exception, an int64 overflow, a double that is not finite, a zero divisor) on any row,
-present or not, it computes row by row, skipping the rows that are not present, and turns
-the rows that fail into ERROR.
+so each operation first runs one `map` over every row (C code, no Python frame per row);
+when that fails on any row, present or not (an exception, an int64 overflow, a double
+that is not finite, a division by zero), it computes row by row, skipping the rows that are
+not present, and turns the rows that fail into ERROR.
+
+The operations are combinators: given the programs of their operands (closures of the
+environment, name -> column, and the row count), they return their own program.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fetcher.types import FeatureType
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-PRESENT, NULL, ERROR = 0, 1, 2
+PRESENT, NULL, ERROR = 0, 1, 3
 Col = tuple[Sequence[Any], bytes | None]
-Unary = Callable[[Col], Col]
-Binary = Callable[[Col, Col], Col]
+Env = Mapping[str, Col]
+# A compiled node: the environment (name -> column) and the row count -> its column.
+Program = Callable[[Env, int], Col]
 ROW_ERRORS = (ArithmeticError, ValueError)
 
 # Placeholders: 1 rather than 0, so a divisor or a logarithm at a null row does not fail.
@@ -52,44 +57,24 @@ def merge(a: bytes | None, b: bytes | None) -> bytes | None:
         return b
     if b is None:
         return a
-    return bytes(map(max, a, b))
+    return (int.from_bytes(a) | int.from_bytes(b)).to_bytes(len(a))
 
 
-def _int(value: int) -> int:
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise OverflowError("int64 overflow")
-    return value
-
-
-def _double(value: float) -> float:
-    if not math.isfinite(value):
-        raise OverflowError("not finite")
-    return value
-
-
-def _ints(out: list[int]) -> list[int] | None:
-    return None if out and (max(out) > INT64_MAX or min(out) < INT64_MIN) else out
-
-
-def _doubles(out: list[float]) -> list[float] | None:
-    # A sum is finite only if every term is (it may overflow: then the slow path decides).
-    return out if math.isfinite(sum(out)) else None
-
-
-def _rows1(row: Callable[[Any], Any], xs: Sequence[Any], st: bytes | None, fill: Any) -> Col:
+def _rows1(func: Callable[[Any], Any], check: int, xs: Sequence[Any], st: bytes | None,
+           fill: Any) -> Col:
     n = len(xs)
     out = [fill] * n
     new = bytearray(n) if st is None else bytearray(st)
     for i in range(n):
         if new[i] == PRESENT:
             try:
-                out[i] = row(xs[i])
+                out[i] = _checked(func(xs[i]), check)
             except ROW_ERRORS:
                 new[i] = ERROR
     return out, (bytes(new) if new.count(PRESENT) != n else None)
 
 
-def _rows2(row: Callable[[Any, Any], Any], xs: Sequence[Any], ys: Sequence[Any],
+def _rows2(func: Callable[[Any, Any], Any], check: int, xs: Sequence[Any], ys: Sequence[Any],
            st: bytes | None, fill: Any) -> Col:
     n = len(xs)
     out = [fill] * n
@@ -97,37 +82,64 @@ def _rows2(row: Callable[[Any, Any], Any], xs: Sequence[Any], ys: Sequence[Any],
     for i in range(n):
         if new[i] == PRESENT:
             try:
-                out[i] = row(xs[i], ys[i])
+                out[i] = _checked(func(xs[i], ys[i]), check)
             except ROW_ERRORS:
                 new[i] = ERROR
     return out, (bytes(new) if new.count(PRESENT) != n else None)
 
 
-def strict1(fast: Callable[[Sequence[Any]], list[Any] | None], row: Callable[[Any], Any],
-            fill: Any) -> Unary:
-    """A kernel of one operand whose null or error is the result's."""
-    def kernel(a: Col) -> Col:
-        xs, st = a
-        try:
-            out = fast(xs)
-        except ROW_ERRORS:
-            out = None
-        return (out, st) if out is not None else _rows1(row, xs, st, fill)
-    return kernel
+def _checked(value: Any, check: int) -> Any:
+    if check == INT and not INT64_MIN <= value <= INT64_MAX:
+        raise OverflowError("int64 overflow")
+    if check == DOUBLE and not math.isfinite(value):
+        raise OverflowError("not finite")
+    return value
 
 
-def strict2(fast: Callable[[Sequence[Any], Sequence[Any]], list[Any] | None],
-            row: Callable[[Any, Any], Any], fill: Any) -> Binary:
-    """A kernel of two operands: a null or an error in either is the result's (error wins)."""
-    def kernel(a: Col, b: Col) -> Col:
-        (xs, sa), (ys, sb) = a, b
-        st = merge(sa, sb)
-        try:
-            out = fast(xs, ys)
-        except ROW_ERRORS:
-            out = None
-        return (out, st) if out is not None else _rows2(row, xs, ys, st, fill)
-    return kernel
+# The check of a result: none, the int64 range, finite. The programs below inline it: a
+# sum is finite only if every term is (if it overflows, the row-by-row path decides).
+ANY, INT, DOUBLE = 0, 1, 2
+
+
+def strict1(func: Callable[[Any], Any], check: int, fill: Any) -> Callable[[Program], Program]:
+    """An operation of one operand whose null or error is the result's, as a combinator:
+    given the operand's program, the operation's."""
+    def make(arg: Program) -> Program:
+        def program(env: Env, n: int) -> Col:
+            xs, st = arg(env, n)
+            try:
+                out = list(map(func, xs))
+                if not check or (
+                        (not out or (max(out) <= INT64_MAX and min(out) >= INT64_MIN))
+                        if check == INT else math.isfinite(sum(out))):
+                    return out, st
+            except ROW_ERRORS:
+                pass
+            return _rows1(func, check, xs, st, fill)
+        return program
+    return make
+
+
+def strict2(func: Callable[[Any, Any], Any], check: int,
+            fill: Any) -> Callable[[Program, Program], Program]:
+    """An operation of two operands: a null or an error in either is the result's (error
+    wins). A zero divisor raises (ZeroDivisionError, or fmod's ValueError): that row fails."""
+    def make(left: Program, right: Program) -> Program:
+        def program(env: Env, n: int) -> Col:
+            xs, sa = left(env, n)
+            ys, sb = right(env, n)
+            st = sa if sb is None else sb if sa is None else merge(sa, sb)
+            try:
+                out = list(map(func, xs, ys))
+                if not check or (
+                        (not out or (max(out) <= INT64_MAX and min(out) >= INT64_MIN))
+                        if check == INT else math.isfinite(sum(out))):
+                    return out, st
+            except ROW_ERRORS:
+                pass
+            return _rows2(func, check, xs, ys, st, fill)
+        return program
+    return make
 
 
 def _tmod(x: int, y: int) -> int:
@@ -136,52 +148,15 @@ def _tmod(x: int, y: int) -> int:
     return r - y if r and (x < 0) != (y < 0) else r
 
 
+def _fmod(x: float, y: float) -> float:
+    return math.fmod(x, y)
+
+
 def round_half_away(x: float) -> float:
     """x rounded to a whole number, halves away from zero (2.5 -> 3, -2.5 -> -3)."""
     r = math.floor(x)
     d = x - r  # exact: the fraction of a double is a double
     return float(r + 1 if d > 0.5 or (d == 0.5 and x > 0) else r)
-
-
-def _same(xs: Sequence[Any]) -> list[Any] | None:
-    return xs if isinstance(xs, list) else list(xs)
-
-
-_I, _D, _B = FeatureType.INT64, FeatureType.DOUBLE, FeatureType.BOOL
-ARITHMETIC: dict[tuple[str, FeatureType], Binary] = {
-    ("+", _I): strict2(lambda xs, ys: _ints([x + y for x, y in zip(xs, ys, strict=True)]),
-                       lambda x, y: _int(x + y), FILL[_I]),
-    ("-", _I): strict2(lambda xs, ys: _ints([x - y for x, y in zip(xs, ys, strict=True)]),
-                       lambda x, y: _int(x - y), FILL[_I]),
-    ("*", _I): strict2(lambda xs, ys: _ints([x * y for x, y in zip(xs, ys, strict=True)]),
-                       lambda x, y: _int(x * y), FILL[_I]),
-    ("%", _I): strict2(lambda xs, ys: None if 0 in ys else list(map(_tmod, xs, ys)),
-                       _tmod, FILL[_I]),
-    ("+", _D): strict2(lambda xs, ys: _doubles([x + y for x, y in zip(xs, ys, strict=True)]),
-                       lambda x, y: _double(x + y), FILL[_D]),
-    ("-", _D): strict2(lambda xs, ys: _doubles([x - y for x, y in zip(xs, ys, strict=True)]),
-                       lambda x, y: _double(x - y), FILL[_D]),
-    ("*", _D): strict2(lambda xs, ys: _doubles([x * y for x, y in zip(xs, ys, strict=True)]),
-                       lambda x, y: _double(x * y), FILL[_D]),
-    ("/", _D): strict2(lambda xs, ys: None if 0 in ys else _doubles(
-                           [x / y for x, y in zip(xs, ys, strict=True)]),
-                       lambda x, y: _double(x / y), FILL[_D]),
-    ("%", _D): strict2(lambda xs, ys: None if 0 in ys else _doubles(
-                           list(map(math.fmod, xs, ys))),
-                       lambda x, y: _double(math.fmod(x, y)), FILL[_D]),
-    ("min", _I): strict2(lambda xs, ys: list(map(min, xs, ys)), min, FILL[_I]),
-    ("max", _I): strict2(lambda xs, ys: list(map(max, xs, ys)), max, FILL[_I]),
-    ("min", _D): strict2(lambda xs, ys: list(map(min, xs, ys)), min, FILL[_D]),
-    ("max", _D): strict2(lambda xs, ys: list(map(max, xs, ys)), max, FILL[_D]),
-    ("pow", _D): strict2(lambda xs, ys: _doubles(list(map(math.pow, xs, ys))),
-                         lambda x, y: _double(math.pow(x, y)), FILL[_D]),
-}
-_COMPARE = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-            ">": operator.gt, ">=": operator.ge}
-COMPARISONS: dict[str, Binary] = {
-    op: strict2(lambda xs, ys, f=f: list(map(f, xs, ys)), f, False)  # type: ignore[misc]
-    for op, f in _COMPARE.items()
-}
 
 
 def _floor(x: float) -> float:
@@ -192,39 +167,60 @@ def _ceil(x: float) -> float:
     return float(math.ceil(x))
 
 
-UNARY: dict[tuple[str, FeatureType], Unary] = {
-    ("-", _I): strict1(lambda xs: _ints([-x for x in xs]), lambda x: _int(-x), FILL[_I]),
-    ("-", _D): strict1(lambda xs: [-x for x in xs], operator.neg, FILL[_D]),
-    ("not", _B): strict1(lambda xs: [not x for x in xs], operator.not_, False),
-    ("abs", _I): strict1(lambda xs: _ints(list(map(abs, xs))), lambda x: _int(abs(x)),
-                         FILL[_I]),
-    ("abs", _D): strict1(lambda xs: list(map(abs, xs)), abs, FILL[_D]),
-    ("floor", _I): strict1(_same, int, FILL[_I]),
-    ("ceil", _I): strict1(_same, int, FILL[_I]),
-    ("round", _I): strict1(_same, int, FILL[_I]),
-    ("floor", _D): strict1(lambda xs: list(map(_floor, xs)), _floor, FILL[_D]),
-    ("ceil", _D): strict1(lambda xs: list(map(_ceil, xs)), _ceil, FILL[_D]),
-    ("round", _D): strict1(lambda xs: list(map(round_half_away, xs)), round_half_away,
-                           FILL[_D]),
-    ("sqrt", _D): strict1(lambda xs: list(map(math.sqrt, xs)), math.sqrt, FILL[_D]),
-    ("log", _D): strict1(lambda xs: list(map(math.log, xs)), math.log, FILL[_D]),
-    ("exp", _D): strict1(lambda xs: list(map(math.exp, xs)), math.exp, FILL[_D]),
+_I, _D, _B = FeatureType.INT64, FeatureType.DOUBLE, FeatureType.BOOL
+BINARY: dict[tuple[str, FeatureType], Callable[[Program, Program], Program]] = {
+    ("+", _I): strict2(operator.add, INT, FILL[_I]),
+    ("-", _I): strict2(operator.sub, INT, FILL[_I]),
+    ("*", _I): strict2(operator.mul, INT, FILL[_I]),
+    ("%", _I): strict2(_tmod, ANY, FILL[_I]),
+    ("+", _D): strict2(operator.add, DOUBLE, FILL[_D]),
+    ("-", _D): strict2(operator.sub, DOUBLE, FILL[_D]),
+    ("*", _D): strict2(operator.mul, DOUBLE, FILL[_D]),
+    ("/", _D): strict2(operator.truediv, DOUBLE, FILL[_D]),
+    ("%", _D): strict2(_fmod, DOUBLE, FILL[_D]),
+    ("min", _I): strict2(min, ANY, FILL[_I]),
+    ("max", _I): strict2(max, ANY, FILL[_I]),
+    ("min", _D): strict2(min, ANY, FILL[_D]),
+    ("max", _D): strict2(max, ANY, FILL[_D]),
+    ("pow", _D): strict2(math.pow, DOUBLE, FILL[_D]),
+    ("=", _B): strict2(operator.eq, ANY, False),
+    ("!=", _B): strict2(operator.ne, ANY, False),
+    ("<", _B): strict2(operator.lt, ANY, False),
+    ("<=", _B): strict2(operator.le, ANY, False),
+    (">", _B): strict2(operator.gt, ANY, False),
+    (">=", _B): strict2(operator.ge, ANY, False),
+}
+UNARY: dict[tuple[str, FeatureType], Callable[[Program], Program]] = {
+    ("-", _I): strict1(operator.neg, INT, FILL[_I]),
+    ("-", _D): strict1(operator.neg, ANY, FILL[_D]),
+    ("not", _B): strict1(operator.not_, ANY, False),
+    ("abs", _I): strict1(abs, INT, FILL[_I]),
+    ("abs", _D): strict1(abs, ANY, FILL[_D]),
+    ("floor", _I): lambda arg: arg,  # an int64 is whole already
+    ("ceil", _I): lambda arg: arg,
+    ("round", _I): lambda arg: arg,
+    ("floor", _D): strict1(_floor, ANY, FILL[_D]),
+    ("ceil", _D): strict1(_ceil, ANY, FILL[_D]),
+    ("round", _D): strict1(round_half_away, ANY, FILL[_D]),
+    ("sqrt", _D): strict1(math.sqrt, ANY, FILL[_D]),
+    ("log", _D): strict1(math.log, ANY, FILL[_D]),
+    ("exp", _D): strict1(math.exp, ANY, FILL[_D]),
 }
 
 
-def to_double(a: Col) -> Col:
-    """An int64 column as doubles (exact below 2**53, the nearest double above)."""
-    return list(map(float, a[0])), a[1]
+def to_double(arg: Program) -> Program:
+    """An int64 operand as doubles (exact below 2**53, the nearest double above)."""
+    def program(env: Env, n: int) -> Col:
+        xs, st = arg(env, n)
+        return list(map(float, xs)), st
+    return program
 
 
-def _logic(a: Col, b: Col, decisive: bool) -> Col:
-    """`and` (decisive False) or `or` (decisive True): SQL's three-valued logic, left to
-    right: a present decisive left operand is the result, whatever the right one is."""
-    (xs, sa), (ys, sb) = a, b
+def _logic(xs: Sequence[Any], sa: bytes | None, ys: Sequence[Any], sb: bytes | None,
+           decisive: bool) -> Col:
     n = len(xs)
     if sa is None and sb is None:
-        return ([x or y for x, y in zip(xs, ys, strict=True)] if decisive
-                else [x and y for x, y in zip(xs, ys, strict=True)]), None
+        return list(map(operator.or_ if decisive else operator.and_, xs, ys)), None
     sa = sa if sa is not None else bytes(n)
     sb = sb if sb is not None else bytes(n)
     out = [not decisive] * n
@@ -242,50 +238,61 @@ def _logic(a: Col, b: Col, decisive: bool) -> Col:
     return out, (bytes(st) if st.count(PRESENT) != n else None)
 
 
-def and_(a: Col, b: Col) -> Col:
-    """`a and b`: false and anything is false; true and null is null."""
-    return _logic(a, b, False)
+def logic(left: Program, right: Program, decisive: bool) -> Program:
+    """`and` (decisive False) or `or` (decisive True): SQL's three-valued logic, left to
+    right: a present decisive left operand is the result, whatever the right one is."""
+    def program(env: Env, n: int) -> Col:
+        xs, sa = left(env, n)
+        ys, sb = right(env, n)
+        return _logic(xs, sa, ys, sb, decisive)
+    return program
 
 
-def or_(a: Col, b: Col) -> Col:
-    """`a or b`: true or anything is true; false or null is null."""
-    return _logic(a, b, True)
-
-
-def if_(c: Col, a: Col, b: Col) -> Col:
+def if_(cond: Program, then: Program, other: Program) -> Program:
     """`if(c, a, b)`: a where c is true, b where it is false; null or error where c is."""
-    (cv, cs), (av, sa), (bv, sb) = c, a, b
-    values = [x if k else y for k, x, y in zip(cv, av, bv, strict=True)]
-    if cs is None and sa is None and sb is None:
-        return values, None
-    n = len(cv)
-    cs = cs if cs is not None else bytes(n)
-    sa = sa if sa is not None else bytes(n)
-    sb = sb if sb is not None else bytes(n)
-    st = bytes(s or (p if k else q) for s, k, p, q in zip(cs, cv, sa, sb, strict=True))
-    return values, (st if st.count(PRESENT) != n else None)
+    def program(env: Env, n: int) -> Col:
+        cv, cs = cond(env, n)
+        av, sa = then(env, n)
+        bv, sb = other(env, n)
+        values = [x if k else y for k, x, y in zip(cv, av, bv, strict=True)]
+        if cs is None and sa is None and sb is None:
+            return values, None
+        cs = cs if cs is not None else bytes(n)
+        sa = sa if sa is not None else bytes(n)
+        sb = sb if sb is not None else bytes(n)
+        st = bytes([s or (p if k else q) for s, k, p, q in zip(cs, cv, sa, sb, strict=True)])
+        return values, (st if st.count(PRESENT) != n else None)
+    return program
 
 
-def coalesce(cols: Sequence[Col]) -> Col:
-    """The first argument that is not null, row by row; an error before it is the result."""
-    values, st = cols[0]
-    if st is None or NULL not in st:
-        return values, st
-    out = list(values)
-    new = bytearray(st)
-    for xs, sx in cols[1:]:
-        for i, s in enumerate(new):
-            if s == NULL:
-                out[i] = xs[i]
-                new[i] = sx[i] if sx is not None else PRESENT
-        if NULL not in new:
-            break
-    return out, (bytes(new) if new.count(PRESENT) != len(new) else None)
+def coalesce(args: Sequence[Program]) -> Program:
+    """The first argument that is not null, row by row; an error before it is the result.
+    An argument is computed only for batches where the ones before it leave a null."""
+    first, rest = args[0], args[1:]
+
+    def program(env: Env, n: int) -> Col:
+        values, st = first(env, n)
+        if st is None or NULL not in st:
+            return values, st
+        out = list(values)
+        new = bytearray(st)
+        for arg in rest:
+            xs, sx = arg(env, n)
+            for i, s in enumerate(new):
+                if s == NULL:
+                    out[i] = xs[i]
+                    new[i] = sx[i] if sx is not None else PRESENT
+            if NULL not in new:
+                break
+        return out, (bytes(new) if new.count(PRESENT) != n else None)
+    return program
 
 
-def is_null(a: Col) -> Col:
-    """True where `a` is null, false where present; error where it is."""
-    xs, st = a
-    if st is None:
-        return [False] * len(xs), None
-    return [s == NULL for s in st], (st.translate(_ERRORS_ONLY) if ERROR in st else None)
+def is_null(arg: Program) -> Program:
+    """True where the operand is null, false where present; error where it is."""
+    def program(env: Env, n: int) -> Col:
+        st = arg(env, n)[1]
+        if st is None:
+            return [False] * n, None
+        return [s == NULL for s in st], (st.translate(_ERRORS_ONLY) if ERROR in st else None)
+    return program

@@ -6,15 +6,15 @@ returns the node's column: evaluating walks the tree once per batch, never once 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fetcher.expressions import _columns as k
 from fetcher.expressions._ast import Binary, Call, Literal, Name, Node, Unary
 from fetcher.expressions._check import ARITHMETIC, Type, Typed
+from fetcher.expressions._columns import Program
 from fetcher.types import FeatureType
 
-Program = Callable[[Mapping[str, k.Col], int], k.Col]
 _D, _I, _B = FeatureType.DOUBLE, FeatureType.INT64, FeatureType.BOOL
 _TO_DOUBLE = frozenset({"exp", "log", "pow", "sqrt"})
 
@@ -36,17 +36,14 @@ def _build(node: Node, types: Mapping[int, Type], want: Type) -> Program:
         fill = k.FILL.get(want)
         inner = program
 
-        def retyped(env: Mapping[str, k.Col], n: int) -> k.Col:
+        def retyped(env: k.Env, n: int) -> k.Col:
             st = inner(env, n)[1]
             return [fill] * n, st if st is not None else bytes([k.NULL]) * n
         return retyped
     if isinstance(node, Literal) and want is _D and own is _I:
         return _constant(float(node.value), _D)  # type: ignore[arg-type]
     program = _node(node, types, own)
-    if want is _D and own is _I:
-        inner = program
-        return lambda env, n: k.to_double(inner(env, n))
-    return program
+    return k.to_double(program) if want is _D and own is _I else program
 
 
 def _constant(value: Any, t: FeatureType) -> Program:
@@ -63,56 +60,45 @@ def _node(node: Node, types: Mapping[int, Type], t: FeatureType) -> Program:
         name = node.name
         return lambda env, n: env[name]
     if isinstance(node, Unary):
-        operand = _build(node.operand, types, _B if node.op == "not" else t)
-        unary = k.UNARY[(node.op, t)]
-        return lambda env, n: unary(operand(env, n))
+        return k.UNARY[(node.op, t)](_build(node.operand, types, _B if node.op == "not" else t))
     if isinstance(node, Binary):
         return _binary(node, types, t)
     return _call(node, types, t)
 
 
 def _binary(node: Binary, types: Mapping[int, Type], t: FeatureType) -> Program:
-    if node.op in ("and", "or"):
-        left, right = _build(node.left, types, _B), _build(node.right, types, _B)
-        logic = k.and_ if node.op == "and" else k.or_
-        return lambda env, n: logic(left(env, n), right(env, n))
-    if node.op in ARITHMETIC:
-        t = _D if node.op == "/" else t
-        kernel = k.ARITHMETIC[(node.op, t)]
-        left, right = _build(node.left, types, t), _build(node.right, types, t)
-    else:  # comparisons: int64 and double compared as they are, exactly
-        kernel = k.COMPARISONS[node.op]
-        left, right = _build(node.left, types, None), _build(node.right, types, None)
-    return lambda env, n: kernel(left(env, n), right(env, n))
+    op = node.op
+    if op in ("and", "or"):
+        return k.logic(_build(node.left, types, _B), _build(node.right, types, _B), op == "or")
+    if op not in ARITHMETIC:  # comparisons: int64 and double compared as they are, exactly
+        return k.BINARY[(op, _B)](_build(node.left, types, None),
+                                  _build(node.right, types, None))
+    t = _D if op == "/" else t
+    if t is not _D:
+        return k.BINARY[(op, t)](_build(node.left, types, t), _build(node.right, types, t))
+    # Python converts an int operand of a float operation to the nearest double itself;
+    # only int / int (which Python divides exactly) is converted here.
+    ints = types[id(node.left)] is not _D and types[id(node.right)] is not _D
+    return k.BINARY[(op, _D)](_build(node.left, types, _D if ints and op == "/" else None),
+                              _build(node.right, types, None))
 
 
 def _call(node: Call, types: Mapping[int, Type], t: FeatureType) -> Program:
-    func = node.func
+    func, args = node.func, node.args
     if func == "is_null":
-        arg = _build(node.args[0], types, None)
-        return lambda env, n: k.is_null(arg(env, n))
+        return k.is_null(_build(args[0], types, None))
     if func == "if":
-        c = _build(node.args[0], types, _B)
-        a, b = _build(node.args[1], types, t), _build(node.args[2], types, t)
-        return lambda env, n: k.if_(c(env, n), a(env, n), b(env, n))
+        return k.if_(_build(args[0], types, _B), _build(args[1], types, t),
+                     _build(args[2], types, t))
     if func == "coalesce":
-        args = [_build(a, types, t) for a in node.args]
-        return lambda env, n: k.coalesce([a(env, n) for a in args])
+        return k.coalesce([_build(a, types, t) for a in args])
     if func in ("min", "max"):
-        kernel = k.ARITHMETIC[(func, t)]
-        first, *rest = [_build(a, types, t) for a in node.args]
-
-        def fold(env: Mapping[str, k.Col], n: int) -> k.Col:
-            col = first(env, n)
-            for other in rest:
-                col = kernel(col, other(env, n))
-            return col
-        return fold
+        combine = k.BINARY[(func, t)]
+        program = _build(args[0], types, t)
+        for other in args[1:]:
+            program = combine(program, _build(other, types, t))
+        return program
     if func == "pow":
-        kernel = k.ARITHMETIC[("pow", _D)]
-        x, y = _build(node.args[0], types, _D), _build(node.args[1], types, _D)
-        return lambda env, n: kernel(x(env, n), y(env, n))
+        return k.BINARY[("pow", _D)](_build(args[0], types, _D), _build(args[1], types, _D))
     t = _D if func in _TO_DOUBLE else t
-    unary = k.UNARY[(func, t)]
-    arg = _build(node.args[0], types, t)
-    return lambda env, n: unary(arg(env, n))
+    return k.UNARY[(func, t)](_build(args[0], types, t))

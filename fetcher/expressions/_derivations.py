@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 from fetcher.expressions import _columns as k
 from fetcher.expressions._ast import Node, names
 from fetcher.expressions._check import Typed, check
-from fetcher.expressions._compile import Program, compile_typed
+from fetcher.expressions._columns import Program
+from fetcher.expressions._compile import compile_typed
 from fetcher.expressions._errors import (
     DerivationError,
     DerivationProblem,
@@ -233,38 +234,37 @@ def _input(values: Sequence[Any], statuses: bytes | Sequence[int], t: FeatureTyp
     st = bytes(statuses).translate(k.STATUS_IN)
     n = len(st)
     clean = st.count(k.PRESENT) == n
-    if t is FeatureType.DOUBLE:
-        if clean:
-            try:
-                floats = list(map(float, values))
-            except (TypeError, ValueError):
-                floats = []
-            if len(floats) == n and math.isfinite(sum(floats)):
-                return floats, None
-        out: list[Any] = [k.FILL[t]] * n
-        new = bytearray(st)
-        for i in range(n):
-            if new[i] == k.PRESENT:
-                try:
-                    value = float(values[i])
-                except (TypeError, ValueError):
-                    value = math.nan
-                if math.isfinite(value):
-                    out[i] = value
-                else:
-                    new[i] = k.ERROR  # NaN and infinities are not numbers a derivation reads
-        return out, (bytes(new) if new.count(k.PRESENT) != n else None)
-    if clean:
-        return values, None
     fill = k.FILL.get(t)
-    return [v if s == k.PRESENT else fill for v, s in zip(values, st, strict=True)], st
+    # Where not present, a placeholder of the type.
+    filled = values if clean else [fill if s else v for v, s in zip(values, st, strict=True)]
+    if t is not FeatureType.DOUBLE:
+        return filled, (None if clean else st)
+    try:
+        floats = list(map(float, filled))
+        if math.isfinite(sum(floats)):
+            return floats, (None if clean else st)
+    except (TypeError, ValueError):
+        pass
+    out: list[Any] = [fill] * n
+    new = bytearray(st)
+    for i in range(n):
+        if new[i] == k.PRESENT:
+            try:
+                value = float(values[i])
+            except (TypeError, ValueError):
+                value = math.nan
+            if math.isfinite(value):
+                out[i] = value
+            else:
+                new[i] = k.ERROR  # NaN and infinities are not numbers a derivation reads
+    return out, (bytes(new) if new.count(k.PRESENT) != n else None)
 
 
 def _output(col: k.Col) -> DerivedColumn:
     values, st = col
     if st is None:
         return DerivedColumn(list(values), bytes([1]) * len(values))
-    return DerivedColumn([v if s == k.PRESENT else None for v, s in zip(values, st, strict=True)],
+    return DerivedColumn([None if s else v for v, s in zip(values, st, strict=True)],
                          st.translate(k.STATUS_OUT))
 
 
