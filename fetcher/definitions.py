@@ -202,7 +202,13 @@ class JoinPart:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Group-bys joined on the left's keys: request keys with their types, or a source."""
+    """Group-bys joined on the left's keys: request keys with their types, or a source.
+
+    `context` declares request-time values (name -> type, e.g. {"amount": "double"}): values
+    the caller sends with the request; `derivations` are features computed at request time,
+    name -> expression over the join's features (after prefixes), the context values and
+    the other derivations (docs/derivations.md).
+    """
 
     left: Mapping[str, str] | EventSource | EntitySource | JoinSource
     right_parts: Sequence[JoinPart]
@@ -210,6 +216,7 @@ class Join:
     production: bool = False
     sample_percent: float = 100.0
     derivations: Mapping[str, str] | None = None
+    context: Mapping[str, str] | None = None
     name: str | None = None
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)

@@ -156,6 +156,23 @@ class Join:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextValue:
+    """A request-time value a service reads: a value only the caller knows (docs/derivations.md)."""
+
+    name: str
+    type: FeatureType
+
+
+@dataclass(frozen=True, slots=True)
+class Derivation:
+    """A feature a service computes at request time: `name = expression` (docs/derivations.md)."""
+
+    name: str
+    expression: str
+    type: FeatureType  # the expression's type, as the compiler and the catalog check it
+
+
+@dataclass(frozen=True, slots=True)
 class FeatureService:
     """A named join of several groups, returned as one vector in join order."""
 
@@ -164,3 +181,7 @@ class FeatureService:
     online: bool = True
     description: str = ""
     source: str = ""
+    # Request-time values its derivations read, and the derivations (served after the
+    # joins' features once the engine evaluates them; not yet).
+    context: tuple[ContextValue, ...] = ()
+    derivations: tuple[Derivation, ...] = ()

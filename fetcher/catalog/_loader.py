@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fetcher.catalog._derived import check_derivations
 from fetcher.catalog._fields import Problems
 from fetcher.catalog._validate import (
     check_service,
@@ -137,6 +138,7 @@ def load_catalog(
                 )
                 continue
             check_service(service, groups, p, broken)
+            check_derivations(service, groups, p)
             services[service.name] = service
     if p.items:
         raise CatalogError(str(directory), p.items)

@@ -14,7 +14,17 @@ from typing import Any
 from fetcher.catalog._aggregations import parse_aggregations
 from fetcher.catalog._fields import MISSING, Problems, Spec, check_fields, read_json
 from fetcher.codec import GroupCodec, SchemaError, SchemaRegistry, avro_to_features
-from fetcher.types import CachePolicy, FeatureGroup, FeatureService, Join, KeyColumn, KeyType
+from fetcher.types import (
+    CachePolicy,
+    ContextValue,
+    Derivation,
+    FeatureGroup,
+    FeatureService,
+    FeatureType,
+    Join,
+    KeyColumn,
+    KeyType,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 KEY_TYPES = {"int64": KeyType.INT64, "string": KeyType.STRING, "bytes": KeyType.BYTES}
@@ -50,6 +60,9 @@ SERVICE_SPEC: Spec = {
     "description": ((str,), False, "", "a string"),
     "online": ((bool,), False, True, "true or false"),
     "joins": ((list,), True, None, 'a list like [{"group": "user_profile", "prefix": "user_"}]'),
+    "context": ((list,), False, (), 'a list like [{"name": "amount", "type": "double"}]'),
+    "derivations": ((list,), False, (), 'a list like [{"name": "r", "expression": "a / b", '
+                    '"type": "double"}]'),
 }
 JOIN_SPEC: Spec = {
     "group": ((str,), True, None, "the name of a feature group"),
@@ -331,9 +344,56 @@ def parse_service(path: Path, rel: str, p: Problems) -> FeatureService | None:
                 )
                 ok = False
         joins.append(Join(j["group"], tuple(mapping.items()), j["prefix"]))
-    if not ok:
+    context = _parse_context(v["context"], rel, p)
+    derivations = _parse_derivations(v["derivations"], rel, p)
+    if not ok or context is None or derivations is None:
         return None
-    return FeatureService(v["name"], tuple(joins), v["online"], v["description"], rel)
+    return FeatureService(v["name"], tuple(joins), v["online"], v["description"], rel,
+                          context, derivations)
+
+
+_TYPE_NAMES = {t.name.lower(): t for t in FeatureType}
+_TYPE_FIX = ", ".join(_TYPE_NAMES)
+CONTEXT_SPEC: Spec = {
+    "name": ((str,), True, None, "the request-time value's name"),
+    "type": ((str,), True, None, _TYPE_FIX),
+}
+DERIVATION_SPEC: Spec = {
+    "name": ((str,), True, None, "the derived feature's name"),
+    "expression": ((str,), True, None, "an expression (docs/derivations.md)"),
+    "type": ((str,), True, None, f"its type: {_TYPE_FIX}"),
+}
+
+
+def _feature_type(value: str, rel: str, field: str, p: Problems) -> FeatureType | None:
+    t = _TYPE_NAMES.get(value)
+    if t is None:
+        p.add(rel, field, f"{value!r:.30} is not a feature type", f"use one of {_TYPE_FIX}")
+    return t
+
+
+def _parse_context(raw: Any, rel: str, p: Problems) -> tuple[ContextValue, ...] | None:
+    """A service's `context`: the request-time values its derivations read."""
+    out: list[ContextValue] = []
+    for i, item in enumerate(raw):
+        v = check_fields(item, CONTEXT_SPEC, rel, f"context[{i}].", p)
+        t = _feature_type(v["type"], rel, f"context[{i}].type", p) if v is not None else None
+        if v is not None and t is not None:
+            out.append(ContextValue(v["name"], t))
+    return tuple(out) if len(out) == len(raw) else None
+
+
+def _parse_derivations(raw: Any, rel: str, p: Problems) -> tuple[Derivation, ...] | None:
+    """A service's `derivations` as written (their expressions are checked by
+    fetcher.catalog._derived once the groups are known)."""
+    out: list[Derivation] = []
+    for i, item in enumerate(raw):
+        v = check_fields(item, DERIVATION_SPEC, rel, f"derivations[{i}].", p)
+        t = (_feature_type(v["type"], rel, f"derivations[{i}].type", p)
+             if v is not None else None)
+        if v is not None and t is not None:
+            out.append(Derivation(v["name"], v["expression"], t))
+    return tuple(out) if len(out) == len(raw) else None
 
 
 def check_service(

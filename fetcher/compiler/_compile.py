@@ -261,7 +261,7 @@ def compile_repo(repo: str | Path, out: str | Path | None = None, *, strict: boo
     edges: list[Any] = []
     if not stopped:
         edges, problems = check_dependencies(definitions, refs)
-        stopped = run.stage(Stage.DEPENDENCIES, problems)
+        stopped = run.stage(Stage.DEPENDENCIES, [*problems, *schema.later])
     if stopped:
         validation_s = time.perf_counter() - t0
         return report()

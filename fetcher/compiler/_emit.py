@@ -19,6 +19,7 @@ from fetcher.compiler._compiled import KINDS, MANIFEST, ObjectEntry, SchemaFile,
 from fetcher.compiler._dependencies import Edge
 from fetcher.compiler._model import FeatureModel, GroupModel, JoinModel, PartModel
 from fetcher.compiler._refs import References
+from fetcher.compiler._types import feature_type
 from fetcher.definitions import GroupBy, Join
 
 
@@ -171,19 +172,25 @@ def build_output(
                 signatures[p.prefix + f.name] = f
             for feature, entry in _lineage(g).items():
                 outputs[p.prefix + feature] = {"group_by": g.name, "feature": feature, **entry}
+        for d in j.derivations:
+            outputs[d.name] = {"derivation": d.expression, "inputs": list(d.uses),
+                               "type": d.type}
         lineage["joins"][name] = {"served": is_served, "features": outputs}
         service: dict[str, Any] = {
             "name": name,
             "description": j.obj.description,
             "online": j.obj.online,
             "joins": [_service_join(p, g.name) for p, g in parts],
+            **_derived_fields(j),
         }
         if is_served:
             files[f"services/{name}.json"] = render(service)
         form = {"service": service, "left": [list(c) for c in j.left_columns],
                 "left_kind": j.left_kind, "sample_percent": j.obj.sample_percent}
+        features = _signatures(signatures)
+        features.update({d.name: {"type": d.type, "nullable": True} for d in j.derivations})
         manifest["joins"][name] = _manifest_entry(form, j.obj, is_served, j.left_columns,
-                                                  _signatures(signatures))
+                                                  features)
     graph = _graph(groups, joins, found)
     files["metadata/lineage.json"] = render(lineage, sort=True)
     files["metadata/dependencies.json"] = render(graph, sort=True)
@@ -192,6 +199,23 @@ def build_output(
         for section, kind in KINDS.items() for name, raw in manifest[section].items()
     }
     return Output(files, served, manifest, entries, lineage, graph)
+
+
+def _derived_fields(j: JoinModel) -> dict[str, Any]:
+    """A service's `context` and `derivations` (docs/configuration.md), when it has them."""
+    out: dict[str, Any] = {}
+    if j.context:
+        out["context"] = [{"name": n, "type": _feature_type_name(t)} for n, t in j.context]
+    if j.derivations:
+        out["derivations"] = [{"name": d.name, "expression": d.expression,
+                               "type": _feature_type_name(d.type)} for d in j.derivations]
+    return out
+
+
+def _feature_type_name(column_type: str) -> str:
+    t = feature_type(column_type)
+    assert t is not None  # stage 1 typed it
+    return t.name.lower()
 
 
 def _service_join(part: PartModel, group: str) -> dict[str, Any]:

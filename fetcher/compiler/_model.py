@@ -78,6 +78,16 @@ class PartModel:
 
 
 @dataclass(frozen=True, slots=True)
+class DerivedModel:
+    """A derivation of a join after stage 1: its expression type-checked."""
+
+    name: str
+    expression: str
+    type: str  # a column type: "double", "int64", "list<int64>"...
+    uses: tuple[str, ...]  # the features, context values and derivations it reads
+
+
+@dataclass(frozen=True, slots=True)
 class JoinModel:
     """A Join after stage 1; `left_columns` are the left's columns (request keys or selects)."""
 
@@ -87,6 +97,8 @@ class JoinModel:
     left_columns: tuple[tuple[str, str], ...]  # name -> column type
     left: SourceModel | None
     parts: tuple[PartModel, ...]
+    context: tuple[tuple[str, str], ...] = ()  # request-time value -> column type
+    derivations: tuple[DerivedModel, ...] = ()  # in declaration order
 
     @property
     def name(self) -> str:

@@ -76,7 +76,7 @@ def _join(j: JoinModel, groups: Mapping[str, GroupModel], refs: References,
     parts = [groups[t.name] for p in j.parts
              if (t := refs.resolve(p.group_by, "group_by")) is not None]
     stores = sorted({g.obj.store for g in parts})
-    features = sum(len(g.features) for g in parts)
+    features = sum(len(g.features) for g in parts) + len(j.derivations)
     if len(stores) > limits.stores:
         sink.warn("right_parts", f"a request reads {len(stores)} stores ({', '.join(stores)}), "
                   f"above --max-stores {limits.stores}: it waits for the slowest",

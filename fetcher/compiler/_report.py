@@ -146,6 +146,10 @@ def _objects(report: CompileReport) -> str:
 
 
 def _feature_row(name: str, f: Mapping[str, Any], in_join: bool) -> list[str]:
+    if "derivation" in f:  # a join's derived feature
+        row = [f"<code>{_e(name)}</code>", f"<code>{_e(f['type'])}</code>",
+               f"<code>{_e(f['derivation'])}</code>", "derived", "", ""]
+        return [*row[:1], "", "", *row[1:]] if in_join else row
     sources = "<br>".join(
         f"<code>{_e(s['table'])}</code>" + (
             f".<code>{_e(f['column'])}</code>" if s.get("expression") == f["column"]

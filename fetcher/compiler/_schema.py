@@ -3,13 +3,15 @@ and the output names of each join after prefixes. Builds the models later stages
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetcher.catalog import NAME_RE
 from fetcher.compiler._aggregations import aggregation_features
+from fetcher.compiler._derived import check_context, check_declared, derive
 from fetcher.compiler._discover import Definition
 from fetcher.compiler._model import FeatureModel, GroupModel, JoinModel, PartModel, SourceModel
 from fetcher.compiler._problems import Problem, ProblemSink, Stage
@@ -25,11 +27,13 @@ AVRO_NAMESPACE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]
 
 @dataclass(frozen=True, slots=True)
 class SchemaResult:
-    """Stage 1's models (of the definitions without errors) and its problems."""
+    """Stage 1's models (of the definitions without errors) and its problems; `later`: the
+    derivations' unknown names and cycles, which stage 3 reports."""
 
     groups: dict[str, GroupModel]
     joins: dict[str, JoinModel]
     problems: list[Problem]
+    later: list[Problem] = field(default_factory=list)
 
 
 def _sink(d: Definition) -> ProblemSink:
@@ -306,15 +310,14 @@ def join_model(repo: Path, d: Definition, sink: ProblemSink) -> JoinModel | None
     if not isinstance(sample, int | float) or isinstance(sample, bool) or not 0 < sample <= 100:
         sink.error("sample_percent", f"{sample!r:.20} is not in (0, 100]",
                    "write a percentage such as 100.0")
-    if obj.derivations is not None:
-        sink.error("derivations", "derivations are not compiled yet",
-                   "remove derivations= for now; compute the values in the model server")
+    declared = check_declared(obj, sink)
+    context = check_context(obj, sink)
     left = _left(repo, obj, sink)
     parts = _parts(obj, sink)
-    if left is None or parts is None or sink.items:
+    if left is None or parts is None or context is None or not declared or sink.items:
         return None
     kind, columns, source = left
-    return JoinModel(d, obj, kind, tuple(columns), source, tuple(parts))
+    return JoinModel(d, obj, kind, tuple(columns), source, tuple(parts), context)
 
 
 def _outputs(join: JoinModel, groups: dict[str, GroupModel], refs: References,
@@ -357,9 +360,11 @@ def check_schema(repo: Path, definitions: tuple[Definition, ...], refs: Referenc
             if j is not None:
                 joins.setdefault(d.name, j)
         problems.extend(sink.items)
-    for j in joins.values():
+    later: list[Problem] = []
+    for name, j in joins.items():
         sink = _sink(j.definition)
         _outputs(j, groups, refs, sink)
+        joins[name] = dataclasses.replace(j, derivations=derive(j, groups, refs, sink, later))
         problems.extend(sink.items)
-    return SchemaResult(groups, joins, problems)
+    return SchemaResult(groups, joins, problems, later)
 

@@ -225,15 +225,6 @@ def test_join_outputs_unique_after_prefixes(tmp_path: Path) -> None:
     assert compile_files(tmp_path / "good", {FILE: group_text(), JOIN_FILE: ok}).ok
 
 
-def test_derivations_are_not_compiled_yet(tmp_path: Path) -> None:
-    bad = JOIN.replace("online=True,", 'online=True, derivations={"x": "user_age * 2"},')
-    problem = one_error(compile_files(tmp_path / "bad", {FILE: group_text(), JOIN_FILE: bad}),
-                        Stage.SCHEMA)
-    assert (problem.field, problem.problem) == ("derivations", "derivations are not compiled yet")
-    assert "remove derivations=" in problem.fix
-    assert compile_files(tmp_path / "good", {FILE: group_text(), JOIN_FILE: JOIN}).ok
-
-
 def test_join_left_key_type_and_sample_percent(tmp_path: Path) -> None:
     bad = JOIN.replace('{"user_id": "int64"}', '{"user_id": "double"}').replace(
         "online=True,", "online=True, sample_percent=0,")
