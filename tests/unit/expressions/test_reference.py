@@ -64,8 +64,14 @@ NULL = T("null", None)
 def tree(draw: st.DrawFn, t: str, depth: int, names: dict[str, str]) -> T:
     """A tree of type `t` (INT, DBL, BOOL, STR; LIST only as a leaf) at most `depth` deep."""
     leaves = [n for n, nt in names.items() if nt == t]
-    if t == LIST:
-        return T("name", LIST, (draw(st.sampled_from(leaves)),))
+    if t == LIST:  # lists are only chosen between, or derived as they are
+        leaf = T("name", LIST, (draw(st.sampled_from(leaves)),))
+        choice = draw(st.sampled_from(["name", "if", "coalesce"])) if depth > 0 else "name"
+        if choice == "if":
+            return T("if", LIST, (draw(tree(BOOL, depth - 1, names)), leaf, NULL))
+        if choice == "coalesce":
+            return T("coalesce", LIST, (NULL, leaf, T("name", LIST, ("l1",))))
+        return leaf
     if depth <= 0 or draw(st.integers(0, 3)) == 0:
         if leaves and draw(st.booleans()):
             return T("name", t, (draw(st.sampled_from(leaves)),))
