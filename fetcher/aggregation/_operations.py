@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ class Count(Operator[int]):
 
     def _add(self, state: int, value: Any, ts: int) -> int:
         return state + 1
+
+    def fold(self, state: int, pairs: Sequence[tuple[Any, int]]) -> int:
+        """The count plus the number of pairs."""
+        return state + len(pairs)
 
     def merge(self, a: int, b: int) -> int:
         """The sum of the counts."""
@@ -64,6 +69,18 @@ class Sum(Operator["int | float | None"]):
     def _add(self, state: int | float | None, value: Any, ts: int) -> int | float | None:
         v = int(value) if self.integral else float(value)
         return v if state is None else state + v
+
+    def fold(
+        self, state: int | float | None, pairs: Sequence[tuple[Any, int]]
+    ) -> int | float | None:
+        """The sum with every value added in order (left to right, as add() would)."""
+        if not pairs:
+            return state
+        convert = int if self.integral else float
+        total: Any = convert(pairs[0][0]) if state is None else state + convert(pairs[0][0])
+        for value, _ in pairs[1:]:
+            total += convert(value)
+        return total  # type: ignore[no-any-return]
 
     def merge(self, a: int | float | None, b: int | float | None) -> int | float | None:
         """The sum of the sums."""
@@ -168,6 +185,17 @@ class Extreme(Operator[Any]):
 
     def _add(self, state: Any, value: Any, ts: int) -> Any:
         return self.merge(state, value)
+
+    def fold(self, state: Any, pairs: Sequence[tuple[Any, int]]) -> Any:
+        """The extreme of the state and the values (equal values: merged for their bytes)."""
+        if not pairs:
+            return state
+        values = [v for v, _ in pairs]
+        best = max(values) if self.largest else min(values)
+        for value in values:
+            if value == best:
+                state = self.merge(state, value)
+        return state
 
     def merge(self, a: Any, b: Any) -> Any:
         """The smaller (min) or larger (max) of the two."""

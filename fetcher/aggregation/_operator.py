@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from fetcher.aggregation._encoding import Reader, header, is_null, open_state
@@ -36,6 +37,13 @@ class Operator(ABC, Generic[S]):
     def add(self, state: S, value: Any, ts: int) -> S:
         """update() without its checks: `value` is not null and `ts` is a valid time."""
         return self._add(state, value, ts)
+
+    def fold(self, state: S, pairs: Sequence[tuple[Any, int]]) -> S:
+        """add() of every (value, ts), oldest first: non-null values, valid times."""
+        add = self._add
+        for value, ts in pairs:
+            state = add(state, value, ts)
+        return state
 
     @abstractmethod
     def _add(self, state: S, value: Any, ts: int) -> S:

@@ -212,6 +212,7 @@ class GroupAggregator:
         # (operation, first event time) -> (events applied, state of those events): windows
         # of one operation that take the same events fold them once.
         folded: dict[tuple[int, int], tuple[int, Any]] = {}
+        inputs: dict[tuple[int, int], list[tuple[Any, int]]] = {}
         for op_index, operator, column, window_ms, hop_ms in self._features:
             start = 0 if window_ms is None else tile_start(max(at - window_ms, 0), hop_ms)
             base = None
@@ -221,15 +222,15 @@ class GroupAggregator:
                 first = end
             applied, fold = folded.get((op_index, first), (-1, None))
             if applied < 0:
-                fold = operator.empty()
-                applied = 0
-                add = operator.add
-                for ts, row in decoded:
-                    if ts >= first:
-                        value = row[column]
-                        if value is not None:
-                            fold = add(fold, value, ts)
-                            applied += 1
+                # The column's non-null (value, ts) from `first` on, shared by its operations.
+                pairs = inputs.get((column, first))
+                if pairs is None:
+                    pairs = inputs[(column, first)] = [
+                        (row[column], ts) for ts, row in decoded
+                        if ts >= first and row[column] is not None
+                    ]
+                applied = len(pairs)
+                fold = operator.fold(operator.empty(), pairs)
                 folded[(op_index, first)] = (applied, fold)
             if base is None:
                 state = fold
