@@ -149,8 +149,10 @@ def backend(name: str, redis_url: str, workdir: Path, tag: str) -> Backend:
         return Backend(name, f"embedded://{workdir}/agg.lmdb", lambda: None)
     if name == "redis":
         prefix = f"agg{tag}"
-        return Backend(name, f"{redis_url}?key_prefix={prefix}",
-                       lambda: delete_redis_keys(redis_url, f"{prefix}:*".encode()))
+        # A database of its own: other suites flush database 0 of the shared test Redis.
+        own = redis_url.rsplit("/", 1)[0] + "/7"
+        return Backend(name, f"{own}?key_prefix={prefix}",
+                       lambda: delete_redis_keys(own, f"{prefix}:*".encode()))
     if name == "redis_cluster":
         prefix = f"agg{tag}"
 
