@@ -254,3 +254,38 @@ def test_concurrent_writers_and_readers_end_at_the_oracle(served: Served) -> Non
     for user, row in zip(users, rows, strict=True):
         raw = [e for w in plan for u, events in plan[w] if u == user for e in events]
         _check_row(row, expected(SPEC, raw, at), f"{served.server.name} user {user}")
+
+
+def test_reads_without_at_equal_brute_force_now(served: Served) -> None:
+    """Reads of now: events pushed at times before now (and one batch part), each value
+    equal to brute force at the read time (the server's clock, between two of ours)."""
+    import time
+
+    users = [next(_keys) for _ in range(3)]
+    now = time.time_ns() // 1_000_000
+    events = {u: [(now - 1_000 * (7 * n + u), f"n{n}", {"amount": n - u, "x": n / 7,
+                                                         "s": "abc"[(n + u) % 3]})
+                  for n in range(30)] for u in users}
+    end = now - 120_000  # a batch part two minutes back: windows read both sides of it
+    by_key = {served.encode([u]): [(ts, v) for ts, _, v in events[u]] for u in users}
+    served.loop.run(served.writer.write_batch_parts(batch_parts(served.group, by_key, end),
+                                                    end))
+    with FeatureClient(served.server.target, timeout_s=30) as client:
+        for u in users:
+            _push(client, u, [e for e in events[u] if e[0] >= end])
+        for _ in range(3):
+            before = time.time_ns() // 1_000_000
+            rows = client.get_batch([{"user_id": u} for u in users], group=GROUP)
+            after = time.time_ns() // 1_000_000
+            for user, row in zip(users, rows, strict=True):
+                wants = [expected(SPEC, events[user], t, has_batch=True)
+                         for t in (before, after)]
+                failures = []
+                for want in wants:
+                    try:
+                        _check_row(row, want, f"{served.server.name} user {user} now")
+                        break
+                    except AssertionError as exc:
+                        failures.append(exc)
+                else:
+                    raise failures[0]
