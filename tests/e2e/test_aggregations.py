@@ -263,9 +263,9 @@ def test_reads_without_at_equal_brute_force_now(served: Served) -> None:
 
     users = [next(_keys) for _ in range(3)]
     now = time.time_ns() // 1_000_000
-    events = {u: [(now - 1_000 * (7 * n + u), f"n{n}", {"amount": n - u, "x": n / 7,
-                                                         "s": "abc"[(n + u) % 3]})
-                  for n in range(30)] for u in users}
+    events = {u: [(now - 1_000 * (7 * n + i), f"n{n}", {"amount": n - i, "x": n / 7,
+                                                         "s": "abc"[(n + i) % 3]})
+                  for n in range(30)] for i, u in enumerate(users)}
     end = now - 120_000  # a batch part two minutes back: windows read both sides of it
     by_key = {served.encode([u]): [(ts, v) for ts, _, v in events[u]] for u in users}
     served.loop.run(served.writer.write_batch_parts(batch_parts(served.group, by_key, end),
