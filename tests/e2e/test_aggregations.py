@@ -79,6 +79,11 @@ def served(
     port = free_port()
     settings_path = write_settings(workdir / "settings.toml", port=port, store_url=where.url,
                                    config_dir=config)
+    if request.param == "dynamodb":
+        # moto answers one request at a time here (see aggregation_support): give a busy
+        # machine's queue of pushes time rather than the 2 s of the other stores.
+        text = settings_path.read_text().replace("timeout_ms = 2000", "timeout_ms = 20000")
+        settings_path.write_text(text)
     try:
         with store_loop(where.url) as loop, serving(
             request.param, settings_path, port, workdir / "server.log", command=FETCHER_MODULE
@@ -210,15 +215,18 @@ def _final_rows(client: FeatureClient, users: list[int], at: int) -> list[dict[s
 def test_concurrent_writers_and_readers_end_at_the_oracle(served: Served) -> None:
     """16 writers push to the same keys (each event twice, as retries) while 4 readers
     read; afterwards every value equals brute force over the events pushed."""
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
     users = [next(_keys) for _ in range(3)]
     at = 10_000 * SCALE
+    # moto serializes requests: fewer pushes per writer there, the same 16 writers.
+    rounds = 1 if served.server.name == "dynamodb" else 4
     plan = {
         w: [(u, [((100 * w + 7 * n + j) * SCALE, f"w{w}-{n}-{j}", {"amount": w + n, "x": float(j),
                                                            "s": "abcd"[(w + n) % 4]})
                  for j in range(3)])
-            for n, u in enumerate(users * 4)]
+            for n, u in enumerate(users * rounds)]
         for w in range(16)
     }
     stop = False
@@ -240,6 +248,7 @@ def test_concurrent_writers_and_readers_end_at_the_oracle(served: Served) -> Non
                     if Status.ERROR in statuses:
                         errors.append(AssertionError(f"ERROR while writing: {row}"))
                 reads += 1
+                time.sleep(0.01)
         return reads
 
     with ThreadPoolExecutor(20) as pool:
