@@ -16,10 +16,10 @@ cd "$(dirname "$0")/.."
 
 # The one place the Feast version is pinned (docs/feast.md says which was tested).
 REQUIREMENT="feast[redis,grpcio]==0.67.0"
-VENV="${FEAST_VENV:-build/bench/feast-venv}"
+DIR="${FEAST_VENV:-build/bench/feast-venv}"
 PYTHON="${PYTHON:-python3}"
 # The bench wrote this stamp before this script existed: same name, same content.
-STAMP="$VENV/.bench-requirement"
+STAMP="$DIR/.bench-requirement"
 
 if [[ "${1:-}" == --print-requirement ]]; then
   echo "$REQUIREMENT"
@@ -28,21 +28,21 @@ fi
 
 say() { printf 'feast-venv: %s\n' "$*" >&2; }
 
-if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$REQUIREMENT" ]]; then
-  echo "$VENV/bin/python"
+if [[ -x "$DIR/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$REQUIREMENT" ]]; then
+  echo "$DIR/bin/python"
   exit 0
 fi
 started=$SECONDS
-say "installing $REQUIREMENT into $VENV (once)"
-if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+say "installing $REQUIREMENT into $DIR (once)"
+if [[ ! -x "$DIR/bin/python" ]] || ! "$DIR/bin/python" -c 'import sys' >/dev/null 2>&1; then
   command -v "$PYTHON" >/dev/null 2>&1 || { say "ERROR: '$PYTHON' not found"; exit 1; }
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  "$PYTHON" -m venv "$VENV"
+  rm -rf "$DIR"
+  mkdir -p "$(dirname "$DIR")"
+  "$PYTHON" -m venv "$DIR"
 fi
 # Removed first, so an interrupted install is never taken for a finished one.
 rm -f "$STAMP"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$REQUIREMENT" >&2
+"$DIR/bin/python" -m pip install --quiet --disable-pip-version-check "$REQUIREMENT" >&2
 echo "$REQUIREMENT" >"$STAMP"
 say "installed in $((SECONDS - started)) s"
-echo "$VENV/bin/python"
+echo "$DIR/bin/python"
