@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mmh3
@@ -175,15 +175,16 @@ class _FeastLayout:
         return [("HMGET", key, *self.hashes(dataset).fields) for dataset, key, _ in lookups]
 
     def results(
-        self, lookups: Sequence[Lookup], replies: Sequence[Any], where: str
+        self, lookups: Sequence[Lookup], replies: Sequence[Any], where: Callable[[], str]
     ) -> list[Found | None]:
-        """Per lookup, the StoredRow and event time found, or None."""
+        """Per lookup, the StoredRow and event time found, or None; `where()` names the
+        store in errors."""
         if len(replies) != len(lookups):
-            raise StoreError(f"{where}: got {len(replies)} replies for {len(lookups)} lookups")
+            raise StoreError(f"{where()}: got {len(replies)} replies for {len(lookups)} lookups")
         results: list[Found | None] = []
         for (dataset, key, at_ms), reply in zip(lookups, replies, strict=True):
             if isinstance(reply, ResponseError):
-                raise StoreError(f"{where}: HMGET of {key[:200]!r} failed: {reply}")
+                raise StoreError(f"{where()}: HMGET of {key[:200]!r} failed: {reply}")
             ts, *values = reply
             if ts is None and all(v is None for v in values):
                 results.append(None)
@@ -198,7 +199,7 @@ class _FeastLayout:
                 except ValueError as exc:
                     view = self.hashes(dataset).view
                     raise StoreError(
-                        f"{where}: field _ts:{view} of {key[:200]!r} is not a "
+                        f"{where()}: field _ts:{view} of {key[:200]!r} is not a "
                         f"google.protobuf.Timestamp ({exc})"
                     ) from None
                 parts.append(_TIMESTAMP_TAG + _varint(len(ts)) + ts)
@@ -228,20 +229,19 @@ class FeastRedisStore(RedisStore):
         self._check_open()
         if not lookups:
             return []
-        where = self._where()
         try:
             request = self._layout.pack(lookups)
         except ValueError as exc:
-            raise StoreError(f"{where}: {exc}") from None
+            raise StoreError(f"{self._where()}: {exc}") from None
         try:
             async with asyncio.timeout(self.timeout_s):
                 replies = await self._reads.exchange(request, len(lookups))
         except TimeoutError as exc:
             self._read_timed_out()
-            raise StoreError(f"{where}: multi_get failed: {_describe(exc)}") from exc
+            raise StoreError(f"{self._where()}: multi_get failed: {_describe(exc)}") from exc
         except _BACKEND_ERRORS as exc:
-            raise StoreError(f"{where}: multi_get failed: {_describe(exc)}") from exc
-        return self._layout.results(lookups, replies, where)
+            raise StoreError(f"{self._where()}: multi_get failed: {_describe(exc)}") from exc
+        return self._layout.results(lookups, replies, self._where)
 
     async def multi_put(self, rows: Sequence[Row]) -> None:
         """Always raises StoreError: see the module docstring."""
@@ -286,17 +286,16 @@ class FeastRedisClusterStore(RedisClusterStore):
         self._check_open()
         if not lookups:
             return []
-        where = self._where()
         try:
             commands = self._layout.commands(lookups)
         except ValueError as exc:
-            raise StoreError(f"{where}: {exc}") from None
+            raise StoreError(f"{self._where()}: {exc}") from None
         try:
             async with asyncio.timeout(self.timeout_s):
                 replies = await self._execute(self._client, commands)
         except _BACKEND_ERRORS as exc:
-            raise StoreError(f"{where}: multi_get failed: {_describe(exc)}") from exc
-        return self._layout.results(lookups, replies, where)
+            raise StoreError(f"{self._where()}: multi_get failed: {_describe(exc)}") from exc
+        return self._layout.results(lookups, replies, self._where)
 
     async def multi_put(self, rows: Sequence[Row]) -> None:
         """Always raises StoreError: see the module docstring."""

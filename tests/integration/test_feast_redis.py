@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from fetcher.api import VectorView, encode_values
 from fetcher.cache import L1Cache, SingleFlight
@@ -440,17 +442,18 @@ def test_the_registry_becomes_the_catalog(world: World) -> None:
     )
 
 
-def _hash_of(world: World, user: int) -> dict[bytes, bytes]:
-    key = world.catalog.key_encoders["pushed"]([user])
+def _client(world: World) -> Any:
+    """A redis-py client of the Redis (or Redis Cluster) Feast wrote to."""
     if world.backend == "redis":
-        client: Any = redis.Redis.from_url(
-            f"{REDIS_URL.rsplit('/', 1)[0]}/{FEAST_DB}", socket_timeout=5
-        )
-    else:
-        host, _, port = CLUSTER_URL.partition("://")[2].split(",")[0].rpartition(":")
-        client = redis.RedisCluster(host=host, port=int(port), socket_timeout=5)
+        return redis.Redis.from_url(f"{REDIS_URL.rsplit('/', 1)[0]}/{FEAST_DB}", socket_timeout=5)
+    host, _, port = CLUSTER_URL.partition("://")[2].split(",")[0].rpartition(":")
+    return redis.RedisCluster(host=host, port=int(port), socket_timeout=5)
+
+
+def _hash_of(world: World, user: int) -> dict[bytes, bytes]:
+    client = _client(world)
     try:
-        found: dict[bytes, bytes] = client.hgetall(key)
+        found: dict[bytes, bytes] = client.hgetall(world.catalog.key_encoders["pushed"]([user]))
         return found
     finally:
         client.close()
@@ -465,6 +468,37 @@ def test_feasts_hash_is_what_the_fetcher_reads(world: World) -> None:
     } | {b"_ts:pushed"}
     assert set(fields) == expected
     assert _hash_of(world, MISSING[0]) == {}
+
+
+def test_a_value_that_does_not_decode_is_error_for_its_entity_and_view_only(
+    world: World,
+) -> None:
+    # User 2000 gets a `pushed` row whose i64 field is not a Value (written here, not by
+    # Feast): that entity's `pushed` features are ERROR; its other view and other users
+    # are served.
+    user = 2000
+    client = _client(world)
+    try:
+        client.hset(
+            world.catalog.key_encoders["pushed"]([user]),
+            mapping={
+                b"_ts:pushed": Timestamp(seconds=int(time.time()) - 60).SerializeToString(),
+                mmh3.hash("pushed:i64", signed=False).to_bytes(4, "little"): b"\xff\xff",
+            },
+        )
+    finally:
+        client.close()
+    read = {"name": "broken", "feature_service": "whole",
+            "entity_rows": [{"user_id": u, "driver_id": _driver(0)[0], "city": _driver(0)[1]}
+                            for u in (user, 0)]}  # fmt: skip
+    (broken, fine) = asyncio.run(_read_ours(world.catalog, world.plans, [read]))["broken"]
+    plan = world.plans.services["whole"]
+    joins = [plan.feature_joins[i] for i in range(len(plan.feature_names))]
+    assert [s for s, j in zip(broken.statuses, joins, strict=True) if j == 0] == [
+        Status.ERROR
+    ] * len(FEATURES)
+    assert Status.ERROR not in [s for s, j in zip(broken.statuses, joins, strict=True) if j == 1]
+    assert Status.ERROR not in fine.statuses
 
 
 async def test_one_round_trip_for_every_view_and_entity(

@@ -30,7 +30,7 @@ def _entity(name: str, join_key: str, value_type: int, project: str = PROJECT) -
 def _view(name: str, entities: list[str], features: dict[str, int], **spec: Any) -> FeatureView:
     spec.setdefault("online", True)
     spec.setdefault("project", PROJECT)
-    view = FeatureView(
+    return FeatureView(
         spec=FeatureViewSpec(
             name=name,
             entities=entities,
@@ -38,9 +38,6 @@ def _view(name: str, entities: list[str], features: dict[str, int], **spec: Any)
             **spec,
         )
     )
-    if "ttl_s" in spec:
-        raise AssertionError("use ttl")
-    return view
 
 
 def _service(name: str, *projections: FeatureViewProjection) -> FeatureService:

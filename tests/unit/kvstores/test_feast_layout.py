@@ -49,7 +49,7 @@ def test_replies_become_stored_rows() -> None:
     lookups = [(dataset, b"k1", None), (dataset, b"k2", None), (dataset, b"k3", 9_000),
                (dataset, b"k4", None)]  # fmt: skip
     replies = [[ts, b" \x05", None], [None, None, None], [ts, b"", b""], [None, b" \x01", None]]
-    found = layout.results(lookups, replies, "here")
+    found = layout.results(lookups, replies, lambda: "here")
     assert found[1] is None  # nothing of the view: not found
     assert found[2] is None  # newer than the time bound: Feast keeps no older version
     value, event_ms = found[0]  # type: ignore[misc]
@@ -70,9 +70,9 @@ def test_bad_replies_and_datasets() -> None:
     layout = _FeastLayout()
     dataset = feast_dataset("v", ["a"])
     with pytest.raises(StoreError, match=r"_ts:v of b'k' is not a google\.protobuf\.Timestamp"):
-        layout.results([(dataset, b"k", None)], [[b"\x18", None]], "here")
+        layout.results([(dataset, b"k", None)], [[b"\x18", None]], lambda: "here")
     with pytest.raises(StoreError, match="WRONGTYPE"):
-        layout.results([(dataset, b"k", None)], [ResponseError("WRONGTYPE x")], "here")
+        layout.results([(dataset, b"k", None)], [ResponseError("WRONGTYPE x")], lambda: "here")
     with pytest.raises(ValueError, match="not a Feast dataset"):
         layout.pack([("users", b"k", None)])
 
