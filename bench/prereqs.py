@@ -3,7 +3,8 @@
 - ghz: scripts/setup.sh installs it (pinned, Go module proxy) into .tools/bin.
 - wrk: Debian's package, apt-get installed when missing (full bench only).
 - Feast: its own venv (build/bench/feast-venv): Feast pins versions of grpcio,
-  protobuf and redis that must not move the project's venv.
+  protobuf and redis that must not move the project's venv. scripts/feast_venv.sh makes
+  it (and pins the version), for the bench as for the Feast tests.
 - py-spy: a tools venv (build/bench/tools-venv); it profiles any process by pid, so
   it never needs to be importable by the fetcher.
 """
@@ -19,8 +20,6 @@ from pathlib import Path
 from bench.procs import BenchError, run
 
 ROOT = Path(__file__).resolve().parent.parent
-FEAST_VERSION = "0.67.0"
-FEAST_REQUIREMENT = f"feast[redis,grpcio]=={FEAST_VERSION}"
 PY_SPY_REQUIREMENT = "py-spy==0.4.3"
 
 
@@ -82,8 +81,17 @@ def _venv_with(venv: Path, requirement: str, what: str) -> Path:
 
 
 def ensure_feast(build: Path) -> Path:
-    """Python of the Feast venv, with the pinned Feast installed."""
-    return _venv_with(build / "feast-venv", FEAST_REQUIREMENT, "Feast")
+    """Python of the Feast venv, with the pinned Feast installed (scripts/feast_venv.sh)."""
+    venv = build / "feast-venv"
+    if not (venv / "bin" / "python").exists():
+        print(f"bench: installing Feast into {venv} (once)", flush=True)
+    out = run(
+        ["bash", str(ROOT / "scripts" / "feast_venv.sh")],
+        "scripts/feast_venv.sh",
+        env={"FEAST_VENV": str(venv), "PYTHON": getattr(sys, "_base_executable", sys.executable)},
+        timeout_s=1800,
+    )
+    return Path(out.strip().splitlines()[-1])
 
 
 def ensure_py_spy(build: Path) -> Path:

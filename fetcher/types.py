@@ -22,6 +22,7 @@ class FeatureType(enum.IntEnum):
     INT64_LIST = 7
     STRING_LIST = 8
     BOOL_LIST = 9
+    BYTES_LIST = 10
 
 
 class KeyType(enum.IntEnum):

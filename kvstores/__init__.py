@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from kvstores.cassandra import CassandraStore
     from kvstores.dynamodb import DynamoDBStore
     from kvstores.embedded import EmbeddedStore
+    from kvstores.feast_redis import FeastRedisClusterStore, FeastRedisStore
     from kvstores.redis import RedisStore
     from kvstores.redis_cluster import RedisClusterStore
 
@@ -36,6 +37,8 @@ _LAZY = {
     "CassandraStore": "kvstores.cassandra",
     "DynamoDBStore": "kvstores.dynamodb",
     "EmbeddedStore": "kvstores.embedded",
+    "FeastRedisClusterStore": "kvstores.feast_redis",
+    "FeastRedisStore": "kvstores.feast_redis",
     "RedisClusterStore": "kvstores.redis_cluster",
     "RedisStore": "kvstores.redis",
 }
@@ -46,6 +49,8 @@ __all__ = [
     "CassandraStore",
     "DynamoDBStore",
     "EmbeddedStore",
+    "FeastRedisClusterStore",
+    "FeastRedisStore",
     "Found",
     "KVStore",
     "LogEntry",

@@ -11,6 +11,10 @@
   ``<prefix>latest`` and ``<prefix>log`` (prefix ``fetcher_`` when left out); a local
   server is named by ``?endpoint_url=http://127.0.0.1:8100``.
 - ``cassandra://host[,host...][:port]/keyspace``: CassandraStore (docs/storage-layout.md).
+- ``feast+redis://host:port/db``, ``feast+rediss://...`` and ``feast+redis+cluster://...``,
+  ``feast+rediss+cluster://...``: the rows Feast's Redis online store wrote, read-only
+  (FeastRedisStore, FeastRedisClusterStore; docs/feast.md); options ``timeout_s`` and
+  ``max_connections`` only.
 
 Backend options go in the query string, e.g. ``?max_connections=64&max_versions=8``.
 """
@@ -27,6 +31,7 @@ from kvstores.url_options import Option, flag, parse_options, positive_float, po
 # that only uses Redis never pays cassandra-driver's, botocore's or lmdb's memory.
 if TYPE_CHECKING:
     from kvstores.dynamodb import DynamoDBStore
+    from kvstores.feast_redis import FeastRedisClusterStore
     from kvstores.redis_cluster import RedisClusterStore
 
 __all__ = ["open_store"]
@@ -39,6 +44,10 @@ _SCHEMES = (
     "rediss+cluster",
     "dynamodb",
     "cassandra",
+    "feast+redis",
+    "feast+rediss",
+    "feast+redis+cluster",
+    "feast+rediss+cluster",
 )
 
 
@@ -64,6 +73,11 @@ _REDIS_OPTIONS: dict[str, Option] = {
     "latest_fallback": ("latest_fallback", flag),
     "timeout_s": ("timeout_s", positive_float),
     "write_timeout_s": ("write_timeout_s", positive_float),
+}
+# Feast's stores only read: no versions, prefixes or write timeouts.
+_FEAST_OPTIONS: dict[str, Option] = {
+    "max_connections": ("max_connections", positive_int),
+    "timeout_s": ("timeout_s", positive_float),
 }
 
 _DYNAMODB_OPTIONS: dict[str, Option] = {
@@ -95,7 +109,9 @@ def _cluster_nodes(url: str, netloc: str) -> list[tuple[str, int]]:
     return nodes
 
 
-def _open_cluster(url: str, scheme: str, rest: str, timeout_s: float) -> RedisClusterStore:
+def _open_cluster(
+    url: str, scheme: str, rest: str, timeout_s: float
+) -> RedisClusterStore | FeastRedisClusterStore:
     # urlsplit cannot read a comma-separated host list (its .port fails), so the
     # parts are taken apart by hand: [user:password@]nodes[/0][?options].
     rest, _, query = rest.partition("?")
@@ -106,15 +122,19 @@ def _open_cluster(url: str, scheme: str, rest: str, timeout_s: float) -> RedisCl
     if not nodes:
         raise ValueError(f"store URL {url!r}: no nodes; e.g. redis+cluster://127.0.0.1:7001")
     username, _, password = userinfo.partition(":")
-    kwargs = parse_options(url, query, _REDIS_OPTIONS)
-    from kvstores.redis_cluster import RedisClusterStore
-
+    feast = scheme.startswith("feast+")
+    kwargs = parse_options(url, query, _FEAST_OPTIONS if feast else _REDIS_OPTIONS)
     kwargs.setdefault("timeout_s", timeout_s)
-    return RedisClusterStore(
+    cls: type[RedisClusterStore] | type[FeastRedisClusterStore]
+    if feast:
+        from kvstores.feast_redis import FeastRedisClusterStore as cls
+    else:
+        from kvstores.redis_cluster import RedisClusterStore as cls
+    return cls(
         _cluster_nodes(url, nodes),
         username=(unquote(username) or None) if at else None,
         password=(unquote(password) or None) if at else None,
-        ssl=scheme == "rediss+cluster",
+        ssl=scheme.endswith("rediss+cluster"),
         **kwargs,
     )
 
@@ -167,10 +187,16 @@ def open_store(url: str, *, timeout_s: float = 0.1) -> KVStore:
     if scheme.endswith("+cluster"):
         return _open_cluster(url, scheme, rest, timeout_s)
     parts = urlsplit(url)
-    kwargs = parse_options(url, parts.query, _REDIS_OPTIONS)
+    feast = scheme.startswith("feast+")
+    kwargs = parse_options(url, parts.query, _FEAST_OPTIONS if feast else _REDIS_OPTIONS)
     kwargs.setdefault("timeout_s", timeout_s)
-    # The store gets the URL without our options; redis-py would reject them.
-    bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    # The store gets the URL without our options (redis-py would reject them) and without
+    # "feast+".
+    bare = urlunsplit((scheme.removeprefix("feast+"), parts.netloc, parts.path, "", ""))
+    if feast:
+        from kvstores.feast_redis import FeastRedisStore
+
+        return FeastRedisStore(bare, **kwargs)
     from kvstores.redis import RedisStore
 
     return RedisStore(bare, **kwargs)

@@ -10,7 +10,9 @@
 #                services, Debian's chromium (the headless browser that opens
 #                `fetcher compile --report` pages in tests/unit/compiler/test_report.py),
 #                the pinned Go tools (grpcurl, grpc-health-probe, ghz,
-#                kubeconform, toxiproxy) and hadolint / the Kubernetes schemas in .tools
+#                kubeconform, toxiproxy) and hadolint / the Kubernetes schemas in .tools,
+#                and Feast in its own venv (scripts/feast_venv.sh, build/bench/feast-venv:
+#                the Feast tests and the bench run the real package)
 #                (`make test`, `make bench`, `make lint`, ...)
 #
 # A venv set up for dev also satisfies serve (nothing is reinstalled); one set up for
@@ -24,6 +26,7 @@
 #   CHROMIUM=path  the browser the report test runs (default /usr/bin/chromium, Debian's
 #                  package `chromium`, installed when the path is missing)
 #   SKIP_GO=1      do not install the Go tools
+#   SKIP_FEAST=1   do not install Feast's venv (the Feast tests then install it themselves)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -188,11 +191,19 @@ setup_pypi_tools() {
   done
 }
 
+setup_feast() {
+  [[ "${SKIP_FEAST:-}" == 1 ]] && { say "SKIP_FEAST=1: not installing Feast's venv"; return; }
+  local python
+  python="$(PYTHON="$PYTHON" bash scripts/feast_venv.sh)" || die "scripts/feast_venv.sh failed"
+  say "Feast venv present ($(bash scripts/feast_venv.sh --print-requirement), $python)"
+}
+
 setup_venv
 if [[ "$PROFILE" == dev ]]; then
   setup_redis
   setup_chromium
   setup_go_tools
   setup_pypi_tools
+  setup_feast
 fi
 say "done ($PROFILE)"

@@ -42,7 +42,10 @@ class VectorView:
         """Values by slot (fetcher.engine._rows.SLOT_*), each slot in feature order."""
         msg = self.message
         lists = [
-            list(v.double_values or v.int64_values or v.string_values or v.bool_values)
+            list(
+                v.double_values or v.int64_values or v.string_values or v.bool_values
+                or v.bytes_values
+            )
             for v in msg.list_values
         ]
         return [

@@ -36,7 +36,8 @@ from fetcher.types import (
 DEFAULT_MAX_EVENTS = 10_000
 # A served feature name: an Avro name, as a plain group's features are.
 FEATURE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FEATURE_TYPES = {t.name.lower(): t for t in FeatureType}
+# BYTES_LIST only comes from Feast's views (docs/feast.md).
+_FEATURE_TYPES = {t.name.lower(): t for t in FeatureType if t is not FeatureType.BYTES_LIST}
 _SERVABLE = tuple(op for op in OPERATIONS if op != "histogram")
 _A = "aggregations."
 

@@ -352,7 +352,8 @@ def parse_service(path: Path, rel: str, p: Problems) -> FeatureService | None:
                           context, derivations)
 
 
-_TYPE_NAMES = {t.name.lower(): t for t in FeatureType}
+# BYTES_LIST only comes from Feast's views (docs/feast.md): no config declares it.
+_TYPE_NAMES = {t.name.lower(): t for t in FeatureType if t is not FeatureType.BYTES_LIST}
 _TYPE_FIX = ", ".join(_TYPE_NAMES)
 CONTEXT_SPEC: Spec = {
     "name": ((str,), True, None, "the request-time value's name"),

@@ -7,7 +7,7 @@ api layer hands in the encoder of vector values: `build_plans(..., encode_values
 
 from fetcher.engine._fetch import FetchEngine
 from fetcher.engine._merge import EntityVector
-from fetcher.engine._plan import PlanError, Plans, TargetPlan, build_plans
+from fetcher.engine._plan import KeyEncoder, PlanError, Plans, TargetPlan, build_plans
 from fetcher.engine._rows import ValuesEncoder, varint
 from fetcher.engine._tiers import CacheTiers, StoreHandle
 
@@ -15,6 +15,7 @@ __all__ = [
     "CacheTiers",
     "EntityVector",
     "FetchEngine",
+    "KeyEncoder",
     "PlanError",
     "Plans",
     "StoreHandle",

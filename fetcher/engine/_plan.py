@@ -57,6 +57,9 @@ class JoinPlan:
     to_row: RowReader
     # An aggregation group's log lookups and computed rows (then to_row is never called).
     aggregate: AggregateReader | None = None
+    # The group brings its own key encoder (build_plans' key_encoders): its key bytes may
+    # depend on more than the column types (Feast's hold the join key names).
+    custom_key: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,10 @@ class PlanError(ValueError):
     """A catalog that cannot be planned (it passed validation, so this is a bug to report)."""
 
 
+#: A group's key values (in its key column order) -> its store key bytes.
+KeyEncoder = Callable[[Sequence[KeyValue]], bytes]
+
+
 def _join_plan(
     group: FeatureGroup,
     join: Join,
@@ -144,6 +151,7 @@ def _join_plan(
     shapes: dict[str, RowShape],
     codec: Decoder | None,
     encode_values: ValuesEncoder,
+    encode: KeyEncoder | None = None,
 ) -> JoinPlan:
     positions = []
     for request_name, column in join_request_keys(group, join):
@@ -161,7 +169,9 @@ def _join_plan(
     shape = shapes.get(group.name)
     if shape is None:
         shape = shapes[group.name] = RowShape(group.features, encode_values)
-    encode = key_encoder(group.keys)
+    custom_key = encode is not None
+    if encode is None:
+        encode = key_encoder(group.keys)
     if group.aggregation is not None:
         return JoinPlan(
             group=group,
@@ -181,6 +191,7 @@ def _join_plan(
             decode=_no_decode,
             to_row=_no_row,
             aggregate=AggregateReader(group.dataset, group.aggregation, shape),
+            custom_key=custom_key,
         )
     if codec is None:
         raise PlanError(f"group {group.name!r} has no codec")
@@ -199,6 +210,7 @@ def _join_plan(
         l2_ns=f"{group.store}/{group.dataset}",
         decode=codec.decode,
         to_row=row_reader(shape, codec.decode, codec.double_layout()),
+        custom_key=custom_key,
     )
 
 
@@ -232,9 +244,12 @@ def _target(
                         feature.description)
             )
     first = joins[0] if joins else None
+    # Joins with their own key encoders share a key only through the same encoder.
     shared = first is not None and all(
         join.key_positions == first.key_positions
         and [c.type for c in join.group.keys] == [c.type for c in first.group.keys]
+        and join.custom_key == first.custom_key
+        and (not join.custom_key or join.encode_key is first.encode_key)
         for join in joins
     )
     return TargetPlan(
@@ -267,16 +282,22 @@ def build_plans(
     services: Mapping[str, FeatureService],
     codecs: Mapping[str, Decoder | None],
     encode_values: ValuesEncoder,
+    key_encoders: Mapping[str, KeyEncoder] | None = None,
 ) -> Plans:
     """Compile every group and service of a validated catalog into plans.
 
     `encode_values` serializes a row's non-double values (fetcher.api.encode_values).
+    `key_encoders` gives groups whose store keys are not the fetcher's key encoding
+    (fetcher.codec.key_encoder) their own (Feast's serialized entity keys, by group name).
     """
+    encoders = key_encoders or {}
     shapes: dict[str, RowShape] = {}
     group_plans: dict[str, TargetPlan] = {}
     for name, group in groups.items():
         keys: list[KeyColumn] = []
-        join = _join_plan(group, Join(name), keys, shapes, codecs.get(name), encode_values)
+        join = _join_plan(
+            group, Join(name), keys, shapes, codecs.get(name), encode_values, encoders.get(name)
+        )
         group_plans[name] = _target(
             "feature_group", name, group.online, [join], keys, group.description
         )
@@ -284,9 +305,12 @@ def build_plans(
     for name, service in services.items():
         keys = []
         joins = [
-            _join_plan(groups[j.group], j, keys, shapes, codecs.get(j.group), encode_values)
+            _join_plan(
+                groups[j.group], j, keys, shapes, codecs.get(j.group), encode_values,
+                encoders.get(j.group),
+            )
             for j in service.joins
-        ]
+        ]  # fmt: skip
         service_plans[name] = _target(
             "feature_service", name, service.online, joins, keys, service.description
         )

@@ -38,6 +38,7 @@ SLOT_OF_TYPE: dict[FeatureType, int] = {
     FeatureType.INT64_LIST: SLOT_LIST,
     FeatureType.STRING_LIST: SLOT_LIST,
     FeatureType.BOOL_LIST: SLOT_LIST,
+    FeatureType.BYTES_LIST: SLOT_LIST,
 }
 
 #: Serializes a vector's values other than its doubles: {FeatureVector field: values} ->
@@ -60,6 +61,7 @@ LIST_FIELD: dict[FeatureType, str] = {
     FeatureType.INT64_LIST: "int64_values",
     FeatureType.STRING_LIST: "string_values",
     FeatureType.BOOL_LIST: "bool_values",
+    FeatureType.BYTES_LIST: "bytes_values",
 }
 
 # The placeholder a slot holds when the feature is not PRESENT (the proto zero value).

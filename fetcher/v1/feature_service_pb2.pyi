@@ -22,6 +22,7 @@ class FeatureType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INT64_LIST: _ClassVar[FeatureType]
     STRING_LIST: _ClassVar[FeatureType]
     BOOL_LIST: _ClassVar[FeatureType]
+    BYTES_LIST: _ClassVar[FeatureType]
 
 class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -48,6 +49,7 @@ DOUBLE_LIST: FeatureType
 INT64_LIST: FeatureType
 STRING_LIST: FeatureType
 BOOL_LIST: FeatureType
+BYTES_LIST: FeatureType
 KEY_TYPE_UNSPECIFIED: KeyType
 KEY_INT64: KeyType
 KEY_STRING: KeyType
@@ -130,16 +132,18 @@ class ResponseMetadata(_message.Message):
     def __init__(self, config_version: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., feature_types: _Optional[_Iterable[_Union[FeatureType, str]]] = ..., groups: _Optional[_Iterable[str]] = ..., feature_groups: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ListValue(_message.Message):
-    __slots__ = ("double_values", "int64_values", "string_values", "bool_values")
+    __slots__ = ("double_values", "int64_values", "string_values", "bool_values", "bytes_values")
     DOUBLE_VALUES_FIELD_NUMBER: _ClassVar[int]
     INT64_VALUES_FIELD_NUMBER: _ClassVar[int]
     STRING_VALUES_FIELD_NUMBER: _ClassVar[int]
     BOOL_VALUES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_VALUES_FIELD_NUMBER: _ClassVar[int]
     double_values: _containers.RepeatedScalarFieldContainer[float]
     int64_values: _containers.RepeatedScalarFieldContainer[int]
     string_values: _containers.RepeatedScalarFieldContainer[str]
     bool_values: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, double_values: _Optional[_Iterable[float]] = ..., int64_values: _Optional[_Iterable[int]] = ..., string_values: _Optional[_Iterable[str]] = ..., bool_values: _Optional[_Iterable[bool]] = ...) -> None: ...
+    bytes_values: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, double_values: _Optional[_Iterable[float]] = ..., int64_values: _Optional[_Iterable[int]] = ..., string_values: _Optional[_Iterable[str]] = ..., bool_values: _Optional[_Iterable[bool]] = ..., bytes_values: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class FeatureVector(_message.Message):
     __slots__ = ("statuses", "double_values", "int64_values", "string_values", "bool_values", "bytes_values", "list_values", "event_timestamps_ms")

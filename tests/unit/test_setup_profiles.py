@@ -4,7 +4,8 @@
 every other target gets everything (`dev`). The script runs here against stub
 commands (python, go, apt-get, sudo, redis-server) that only record how they were
 called, in a temporary venv and tools folder: no network, nothing installed. The
-browser dev needs (CHROMIUM) is a stub file too, present unless a test says otherwise.
+browser dev needs (CHROMIUM) is a stub file too, present unless a test says otherwise,
+and Feast's venv (scripts/feast_venv.sh) is made in the sandbox by the python3 stub.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ _STUBS = {
     "sudo": "",
     "redis-server": 'echo "Redis server v=7.0.15 sha=0"\n',
     "redis-cli": "",
+    # `python3 -m venv DIR` (Feast's venv) leaves a copy of the venv's python stub there.
+    "python3": 'if [[ "$1" == -m && "$2" == venv ]]; then mkdir -p "$3/bin"; '
+    'cp "$VENV/bin/python" "$3/bin/python"; fi\n',
 }
+FEAST_REQUIREMENT = subprocess.run(
+    ["bash", str(ROOT / "scripts" / "feast_venv.sh"), "--print-requirement"],
+    capture_output=True, text=True, check=True, timeout=60,
+).stdout.strip()
 
 
 def _stub(path: Path, name: str, body: str) -> None:
@@ -65,6 +73,7 @@ def run_setup(sandbox: Path, *args: str, **extra_env: str) -> list[str]:
         "VENV": str(sandbox / "venv"),
         "TOOLS_DIR": str(sandbox / "tools"),
         "CHROMIUM": str(sandbox / "chromium"),
+        "FEAST_VENV": str(sandbox / "feast-venv"),
         **extra_env,
     }
     subprocess.run(["bash", str(SETUP), *args], env=env, check=True, capture_output=True,
@@ -164,6 +173,26 @@ def test_dev_with_skip_apt_and_no_chromium_says_so(sandbox: Path) -> None:
     assert b"chromium missing" in failed.value.stderr and b"SKIP_APT=1" in failed.value.stderr
     calls = (sandbox / "calls.log").read_text()
     assert "apt-get" not in calls
+
+
+def _feast_calls(calls: list[str]) -> list[str]:
+    return [c for c in calls if "feast-venv" in c or FEAST_REQUIREMENT in c]
+
+
+def test_dev_makes_feasts_venv_once(sandbox: Path) -> None:
+    calls = run_setup(sandbox, "dev")
+    feast = sandbox / "feast-venv"
+    assert f"python3 -m venv {feast}" in calls
+    install = f"python -m pip install --quiet --disable-pip-version-check {FEAST_REQUIREMENT}"
+    assert calls.count(install) == 1, calls
+    assert (feast / ".bench-requirement").read_text().strip() == FEAST_REQUIREMENT
+    assert not _feast_calls(run_setup(sandbox, "dev")), "installed once"
+    assert not _feast_calls(run_setup(sandbox, "serve"))
+
+
+def test_skip_feast(sandbox: Path) -> None:
+    calls = run_setup(sandbox, "dev", SKIP_FEAST="1")
+    assert not _feast_calls(calls) and not (sandbox / "feast-venv").exists()
 
 
 def make_dry_run(target: str) -> str:

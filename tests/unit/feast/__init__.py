@@ -1,0 +1,1 @@
+"""Unit tests of fetcher.feast (no network, no Feast package)."""
