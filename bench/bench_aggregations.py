@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_fetch_path import BenchContext, _handlers, _rpc  # noqa: E402
+from bench.bench_fetch_path import BenchContext, _handlers, _rpc, _start_redis  # noqa: E402
 
 PLAIN_CATALOG = ROOT / "bench" / "config" / "catalog"
 REDIS_PORT = 6491
@@ -197,22 +197,6 @@ async def _worker(calls: int, events_after: int) -> dict[str, Any]:
     return out
 
 
-def _start_redis(scratch: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(scratch)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        ping = subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "ping"],
-                              capture_output=True, text=True, check=False)
-        if ping.stdout.strip() == "PONG":
-            return proc
-        time.sleep(0.05)
-    proc.terminate()
-    raise SystemExit(f"redis-server did not answer on 127.0.0.1:{REDIS_PORT}")
-
-
 def _freshness(pushes: int, scratch: Path) -> dict[str, float]:
     """Through a real server: push one event, then read until it shows; ms after the ack."""
     import socket
@@ -289,7 +273,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(_worker(args.calls, args.events))))
         return
     scratch = Path(tempfile.mkdtemp(prefix="bench-agg-"))
-    redis = _start_redis(scratch)
+    redis = _start_redis(scratch, REDIS_PORT)
     try:
         runs = []
         for _ in range(args.reps):

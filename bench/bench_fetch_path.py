@@ -245,20 +245,21 @@ def _run_worker(tree: Path, kind: str, calls: int) -> dict[str, Any]:
     return result
 
 
-def _start_redis(scratch: Path) -> subprocess.Popen[bytes]:
+def _start_redis(scratch: Path, port: int = REDIS_PORT) -> subprocess.Popen[bytes]:
+    """A redis-server without persistence on 127.0.0.1:`port`, answering PING."""
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(scratch)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
-        ping = subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "ping"],
+        ping = subprocess.run(["redis-cli", "-p", str(port), "ping"],
                               capture_output=True, text=True, check=False)
         if ping.stdout.strip() == "PONG":
             return proc
         time.sleep(0.05)
     proc.terminate()
-    raise SystemExit(f"redis-server did not answer on 127.0.0.1:{REDIS_PORT}")
+    raise SystemExit(f"redis-server did not answer on 127.0.0.1:{port}")
 
 
 def main() -> None:

@@ -172,45 +172,34 @@ def _join_plan(
     custom_key = encode is not None
     if encode is None:
         encode = key_encoder(group.keys)
+    common: dict[str, Any] = {
+        "group": group, "store": group.store, "dataset": group.dataset,
+        "key_positions": tuple(positions), "encode_key": encode,
+        "entity_key": _entity_key(encode, tuple(positions)), "shape": shape,
+        "prefix": join.prefix, "l2_ns": f"{group.store}/{group.dataset}",
+        "custom_key": custom_key,
+    }
     if group.aggregation is not None:
         return JoinPlan(
-            group=group,
-            store=group.store,
-            dataset=group.dataset,
-            key_positions=tuple(positions),
-            encode_key=encode,
-            entity_key=_entity_key(encode, tuple(positions)),
-            shape=shape,
+            **common,
             max_age_ms=None,
             # Computed rows never go to L2 (it holds stored values); L1 keeps them for
             # the group's l1 TTL, its freshness bound.
             cache=CachePolicy(group.cache.l1, False, group.cache.l1_ttl_s, None),
-            prefix=join.prefix,
             cache_ns=f"{group.name}@agg:{spec_fingerprint(group.aggregation)}",
-            l2_ns=f"{group.store}/{group.dataset}",
             decode=_no_decode,
             to_row=_no_row,
             aggregate=AggregateReader(group.dataset, group.aggregation, shape),
-            custom_key=custom_key,
         )
     if codec is None:
         raise PlanError(f"group {group.name!r} has no codec")
     return JoinPlan(
-        group=group,
-        store=group.store,
-        dataset=group.dataset,
-        key_positions=tuple(positions),
-        encode_key=encode,
-        entity_key=_entity_key(encode, tuple(positions)),
-        shape=shape,
+        **common,
         max_age_ms=None if group.max_age_s is None else group.max_age_s * 1000,
         cache=group.cache,
-        prefix=join.prefix,
         cache_ns=f"{group.name}@{codec.fingerprint.hex()}",
-        l2_ns=f"{group.store}/{group.dataset}",
         decode=codec.decode,
         to_row=row_reader(shape, codec.decode, codec.double_layout()),
-        custom_key=custom_key,
     )
 
 
