@@ -72,7 +72,7 @@ class Value(_message.Message):
     def __init__(self, int64_value: _Optional[int] = ..., string_value: _Optional[str] = ..., bytes_value: _Optional[bytes] = ...) -> None: ...
 
 class Entity(_message.Message):
-    __slots__ = ("keys", "at")
+    __slots__ = ("keys", "at", "context")
     class KeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,14 +80,23 @@ class Entity(_message.Message):
         key: str
         value: Value
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: EventValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[EventValue, _Mapping]] = ...) -> None: ...
     KEYS_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.MessageMap[str, Value]
     at: _timestamp_pb2.Timestamp
-    def __init__(self, keys: _Optional[_Mapping[str, Value]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    context: _containers.MessageMap[str, EventValue]
+    def __init__(self, keys: _Optional[_Mapping[str, Value]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context: _Optional[_Mapping[str, EventValue]] = ...) -> None: ...
 
 class GetFeaturesRequest(_message.Message):
-    __slots__ = ("feature_group", "feature_service", "keys", "at")
+    __slots__ = ("feature_group", "feature_service", "keys", "at", "context")
     class KeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,27 +104,45 @@ class GetFeaturesRequest(_message.Message):
         key: str
         value: Value
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: EventValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[EventValue, _Mapping]] = ...) -> None: ...
     FEATURE_GROUP_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SERVICE_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     feature_group: str
     feature_service: str
     keys: _containers.MessageMap[str, Value]
     at: _timestamp_pb2.Timestamp
-    def __init__(self, feature_group: _Optional[str] = ..., feature_service: _Optional[str] = ..., keys: _Optional[_Mapping[str, Value]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    context: _containers.MessageMap[str, EventValue]
+    def __init__(self, feature_group: _Optional[str] = ..., feature_service: _Optional[str] = ..., keys: _Optional[_Mapping[str, Value]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context: _Optional[_Mapping[str, EventValue]] = ...) -> None: ...
 
 class GetBatchFeaturesRequest(_message.Message):
-    __slots__ = ("feature_group", "feature_service", "entities", "at")
+    __slots__ = ("feature_group", "feature_service", "entities", "at", "context")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: EventValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[EventValue, _Mapping]] = ...) -> None: ...
     FEATURE_GROUP_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SERVICE_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     feature_group: str
     feature_service: str
     entities: _containers.RepeatedCompositeFieldContainer[Entity]
     at: _timestamp_pb2.Timestamp
-    def __init__(self, feature_group: _Optional[str] = ..., feature_service: _Optional[str] = ..., entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    context: _containers.MessageMap[str, EventValue]
+    def __init__(self, feature_group: _Optional[str] = ..., feature_service: _Optional[str] = ..., entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context: _Optional[_Mapping[str, EventValue]] = ...) -> None: ...
 
 class ResponseMetadata(_message.Message):
     __slots__ = ("config_version", "feature_names", "feature_types", "groups", "feature_groups")
@@ -196,16 +223,26 @@ class KeyColumn(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[KeyType, str]] = ...) -> None: ...
 
 class FeatureInfo(_message.Message):
-    __slots__ = ("name", "type", "description", "nullable")
+    __slots__ = ("name", "type", "description", "nullable", "expression")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     NULLABLE_FIELD_NUMBER: _ClassVar[int]
+    EXPRESSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: FeatureType
     description: str
     nullable: bool
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[FeatureType, str]] = ..., description: _Optional[str] = ..., nullable: _Optional[bool] = ...) -> None: ...
+    expression: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[FeatureType, str]] = ..., description: _Optional[str] = ..., nullable: _Optional[bool] = ..., expression: _Optional[str] = ...) -> None: ...
+
+class ContextInfo(_message.Message):
+    __slots__ = ("name", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: FeatureType
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[FeatureType, str]] = ...) -> None: ...
 
 class FeatureGroupInfo(_message.Message):
     __slots__ = ("name", "keys", "features", "store", "max_age_seconds", "online", "description")
@@ -226,20 +263,22 @@ class FeatureGroupInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[KeyColumn, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[FeatureInfo, _Mapping]]] = ..., store: _Optional[str] = ..., max_age_seconds: _Optional[int] = ..., online: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
 
 class FeatureServiceInfo(_message.Message):
-    __slots__ = ("name", "keys", "features", "groups", "online", "description")
+    __slots__ = ("name", "keys", "features", "groups", "online", "description", "context")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     keys: _containers.RepeatedCompositeFieldContainer[KeyColumn]
     features: _containers.RepeatedCompositeFieldContainer[FeatureInfo]
     groups: _containers.RepeatedScalarFieldContainer[str]
     online: bool
     description: str
-    def __init__(self, name: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[KeyColumn, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[FeatureInfo, _Mapping]]] = ..., groups: _Optional[_Iterable[str]] = ..., online: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+    context: _containers.RepeatedCompositeFieldContainer[ContextInfo]
+    def __init__(self, name: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[KeyColumn, _Mapping]]] = ..., features: _Optional[_Iterable[_Union[FeatureInfo, _Mapping]]] = ..., groups: _Optional[_Iterable[str]] = ..., online: _Optional[bool] = ..., description: _Optional[str] = ..., context: _Optional[_Iterable[_Union[ContextInfo, _Mapping]]] = ...) -> None: ...
 
 class ListFeatureGroupsResponse(_message.Message):
     __slots__ = ("config_version", "groups", "services")
