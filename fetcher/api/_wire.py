@@ -1,14 +1,19 @@
-"""Feature vectors on the wire: the encoder the engine writes row values with, and a reader
-of a vector's bytes for tests and tools.
+"""Feature vectors on the wire: the encoder the engine writes row values with, the reader
+of the columns a service's derivations read, and a reader of a vector's bytes for tests
+and tools.
 
 The engine builds FeatureVector bytes itself (statuses, packed doubles, event time) and
-hands the other value arrays to `encode_values`, so protobuf types stay in this layer.
+hands the other value arrays to `encode_values`, and reads derivations' inputs back with
+`read_columns`, so protobuf types stay in this layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from operator import attrgetter, itemgetter
 from typing import Any
 
+from fetcher.engine import Pick
 from fetcher.v1 import feature_service_pb2 as pb
 
 _ListValue = pb.ListValue
@@ -22,6 +27,30 @@ def encode_values(fields: dict[str, Any]) -> bytes:
     if lists is not None:
         fields["list_values"] = [_ListValue(**{field: items}) for field, items in lists]
     return _FeatureVector(**fields).SerializeToString()
+
+
+_statuses = attrgetter("statuses")
+
+
+def read_columns(wires: Sequence[bytes], picks: Sequence[Pick]) -> list[tuple[list[Any], bytes]]:
+    """The (values, statuses) column of each pick over the vectors `wires` (one parse each).
+
+    Every vector of a target has its features in the same slots (a feature that is not
+    PRESENT holds its zero value), so a column is one C-level map over the parsed vectors.
+    """
+    vectors = list(map(_FeatureVector.FromString, wires))
+    statuses = list(map(_statuses, vectors))
+    arrays: dict[str, list[Any]] = {}
+    out: list[tuple[list[Any], bytes]] = []
+    for pick in picks:
+        array = arrays.get(pick.field)
+        if array is None:
+            array = arrays[pick.field] = list(map(attrgetter(pick.field), vectors))
+        values = list(map(itemgetter(pick.position), array))
+        if pick.items is not None:
+            values = list(map(list, map(attrgetter(pick.items), values)))
+        out.append((values, bytes(map(itemgetter(pick.feature), statuses))))
+    return out
 
 
 class VectorView:

@@ -2,9 +2,11 @@
 parallel behind the cache tiers, deadlines, breakers, and the merge into feature vectors.
 
 Imports the cache, catalog, codec and kvstores layers; never the api layer or protobuf (the
-api layer hands in the encoder of vector values: `build_plans(..., encode_values)`).
+api layer hands in the encoder of vector values and the reader of derivations' inputs:
+`build_plans(..., encode_values, read_columns)`).
 """
 
+from fetcher.engine._derive import ColumnReader, DerivedPlan, Pick
 from fetcher.engine._fetch import FetchEngine
 from fetcher.engine._merge import EntityVector
 from fetcher.engine._plan import KeyEncoder, PlanError, Plans, TargetPlan, build_plans
@@ -13,9 +15,12 @@ from fetcher.engine._tiers import CacheTiers, StoreHandle
 
 __all__ = [
     "CacheTiers",
+    "ColumnReader",
+    "DerivedPlan",
     "EntityVector",
     "FetchEngine",
     "KeyEncoder",
+    "Pick",
     "PlanError",
     "Plans",
     "StoreHandle",

@@ -20,6 +20,7 @@ from fetcher.cache import CacheKey, FetchAbandoned, L2Cache, Negative
 from fetcher.codec import KeyValue, decode_cause
 from fetcher.engine._aggregate import TooManyEvents
 from fetcher.engine._breaker import DeadlineTimer, StoreGuard
+from fetcher.engine._derive import DerivedPlan
 from fetcher.engine._merge import (
     ERROR,
     NOT_FOUND,
@@ -63,12 +64,15 @@ class FetchEngine:
         entities: Sequence[Sequence[KeyValue]],
         at_ms: Sequence[int | None],
         deadline: float | None = None,
+        contexts: Sequence[Sequence[Any]] | None = None,
     ) -> list[EntityVector]:
         """Vectors for `entities` (request key values in plan order), read as of `at_ms`.
 
-        `deadline` is an event-loop time (loop.time()) after which no store work continues.
+        `deadline` is an event-loop time (loop.time()) after which no store work continues;
+        `contexts[i]` are entity i's request-time values in `plan.context` order (checked
+        by the caller), which a service's derivations read.
         """
-        wires = await self.fetch_wires(plan, entities, at_ms, deadline)
+        wires = await self.fetch_wires(plan, entities, at_ms, deadline, contexts)
         return [EntityVector(wire) for wire in wires]
 
     async def fetch_wires(
@@ -77,6 +81,7 @@ class FetchEngine:
         entities: Sequence[Sequence[KeyValue]],
         at_ms: Sequence[int | None],
         deadline: float | None = None,
+        contexts: Sequence[Sequence[Any]] | None = None,
     ) -> list[bytes]:
         """fetch(), each vector as its FeatureVector wire bytes (what the service sends)."""
         joins = plan.joins
@@ -121,9 +126,36 @@ class FetchEngine:
         if len(at_ms) == 1:
             # One entity (GetFeatures): merging it alone is cheaper than by columns.
             at = at_ms[0]
-            return [merge_vector(plan, found, now_ms if at is None else at).wire]
-        width = len(joins)
-        return merge_wires(plan, [found[j::width] for j in range(width)], at_ms, now_ms)
+            wires = [merge_vector(plan, found, now_ms if at is None else at).wire]
+        else:
+            width = len(joins)
+            wires = merge_wires(plan, [found[j::width] for j in range(width)], at_ms, now_ms)
+        if plan.derived is None:
+            return wires
+        return self._derive(plan, plan.derived, wires, found, contexts)
+
+    def _derive(
+        self,
+        plan: TargetPlan,
+        derived: DerivedPlan,
+        wires: list[bytes],
+        found: Sequence[LookupResult],
+        contexts: Sequence[Sequence[Any]] | None,
+    ) -> list[bytes]:
+        """`wires` with each entity's derived row appended (docs/derivations.md, "Serving")."""
+        event_ms = derived.event_times(found, len(plan.joins), len(wires))
+        try:
+            rows = derived.rows(wires, contexts, event_ms)
+        except Exception as exc:
+            # Not a row's runtime error (those are ERROR in their row, inside `rows`): a
+            # bug. The derived features of this batch are ERROR; the call is served.
+            self._metrics.decode_failed(plan.name, "derivations")
+            self._metrics.log_limited(
+                log, f"derive:{plan.name}", "service %s: derived features of %d entities "
+                "are ERROR: %r", plan.name, len(wires), exc,
+            )
+            rows = derived.error_rows(event_ms)
+        return list(map(bytes.__add__, wires, rows))
 
     async def _fill(
         self,

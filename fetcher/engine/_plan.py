@@ -16,9 +16,12 @@ from typing import Any, Protocol
 from fetcher.catalog import join_request_keys
 from fetcher.codec import DoubleLayout, KeyValue, key_encoder
 from fetcher.engine._aggregate import AggregateReader, spec_fingerprint
+from fetcher.engine._derive import ColumnReader, DerivedPlan, derived_plan
 from fetcher.engine._rows import RowReader, RowShape, ValuesEncoder, row_reader
+from fetcher.expressions import DerivationError
 from fetcher.types import (
     CachePolicy,
+    ContextValue,
     Feature,
     FeatureGroup,
     FeatureService,
@@ -71,9 +74,10 @@ class TargetPlan:
     online: bool
     request_keys: tuple[KeyColumn, ...]
     joins: tuple[JoinPlan, ...]
+    # Every feature in vector order: the joins' (prefixed), then the derived ones.
     feature_names: tuple[str, ...]
     feature_types: tuple[FeatureType, ...]
-    # Index into `joins` of each feature.
+    # Index into `groups` of each feature: its join's, len(joins) for a derived one.
     feature_joins: tuple[int, ...]
     features: tuple[Feature, ...]
     description: str = ""
@@ -85,6 +89,17 @@ class TargetPlan:
     one_store: str | None = None
     # Whether some join is an aggregation group (its keys read logs, not versions).
     has_aggregates: bool = False
+    # The request-time values a request must carry (a service's `context`), in order.
+    context: tuple[ContextValue, ...] = ()
+    # The service's derived features (appended after the joins' features), or None.
+    derived: DerivedPlan | None = None
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups of the vector's event times: the joins', then the service itself
+        when it has derived features (their pseudo group)."""
+        names = tuple(join.group.name for join in self.joins)
+        return (*names, self.name) if self.derived is not None else names
 
     def entity_keys(self, values: Sequence[KeyValue]) -> list[bytes]:
         """Store key bytes of each join for one entity's request key values (in request order)."""
@@ -218,20 +233,31 @@ def _target(
     joins: list[JoinPlan],
     keys: list[KeyColumn],
     description: str,
+    service: FeatureService | None = None,
+    read_columns: ColumnReader | None = None,
+    encode_values: ValuesEncoder | None = None,
 ) -> TargetPlan:
-    names: list[str] = []
-    types: list[FeatureType] = []
     owners: list[int] = []
     features: list[Feature] = []
     for index, join in enumerate(joins):
         for feature in join.group.features:
-            names.append(join.prefix + feature.name)
-            types.append(feature.type)
             owners.append(index)
             features.append(
                 Feature(join.prefix + feature.name, feature.type, feature.nullable,
                         feature.description)
             )
+    derived = None
+    if service is not None and service.derivations:
+        assert encode_values is not None
+        try:
+            derived = derived_plan(service.derivations, service.context,
+                                   list(zip(features, owners, strict=True)), read_columns,
+                                   encode_values)
+        except (DerivationError, ValueError) as exc:
+            raise PlanError(f"service {name!r}: {exc}") from exc
+    if derived is not None:
+        owners += [len(joins)] * len(derived.features)
+        features += derived.features
     first = joins[0] if joins else None
     # Joins with their own key encoders share a key only through the same encoder.
     shared = first is not None and all(
@@ -247,14 +273,16 @@ def _target(
         online=online,
         request_keys=tuple(keys),
         joins=tuple(joins),
-        feature_names=tuple(names),
-        feature_types=tuple(types),
+        feature_names=tuple(f.name for f in features),
+        feature_types=tuple(f.type for f in features),
         feature_joins=tuple(owners),
         features=tuple(features),
         description=description,
         shared_key=first.entity_key if shared and first is not None else None,
         one_store=joins[0].store if len({join.store for join in joins}) == 1 else None,
         has_aggregates=any(join.aggregate is not None for join in joins),
+        context=service.context if service is not None else (),
+        derived=derived,
     )
 
 
@@ -272,12 +300,15 @@ def build_plans(
     codecs: Mapping[str, Decoder | None],
     encode_values: ValuesEncoder,
     key_encoders: Mapping[str, KeyEncoder] | None = None,
+    read_columns: ColumnReader | None = None,
 ) -> Plans:
     """Compile every group and service of a validated catalog into plans.
 
     `encode_values` serializes a row's non-double values (fetcher.api.encode_values).
     `key_encoders` gives groups whose store keys are not the fetcher's key encoding
     (fetcher.codec.key_encoder) their own (Feast's serialized entity keys, by group name).
+    `read_columns` reads derivations' inputs back out of vectors (fetcher.api.read_columns),
+    needed when a service has derivations (their programs are compiled here, once).
     """
     encoders = key_encoders or {}
     shapes: dict[str, RowShape] = {}
@@ -301,6 +332,7 @@ def build_plans(
             for j in service.joins
         ]  # fmt: skip
         service_plans[name] = _target(
-            "feature_service", name, service.online, joins, keys, service.description
+            "feature_service", name, service.online, joins, keys, service.description,
+            service, read_columns, encode_values,
         )
     return Plans(groups=group_plans, services=service_plans)
