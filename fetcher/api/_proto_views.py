@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from fetcher.api._context import ContextReader
+from fetcher.api._requests import KEY_FIELD
 from fetcher.engine import Plans, TargetPlan, varint
-from fetcher.types import Feature, FeatureGroup, KeyColumn, KeyType
+from fetcher.types import Feature, FeatureGroup, KeyColumn
 from fetcher.v1 import feature_service_pb2 as pb
 
 # GetBatchFeaturesResponse.vectors and GetFeaturesResponse.vector: both field 2,
@@ -20,12 +22,6 @@ _TAG_VECTORS = b"\x12"
 # The most vector lengths a TargetView keeps the prefix of.
 _MAX_HEADS = 256
 
-# The Value oneof field that carries each key type.
-KEY_FIELD = {
-    KeyType.INT64: "int64_value",
-    KeyType.STRING: "string_value",
-    KeyType.BYTES: "bytes_value",
-}
 # The longest string key (in characters) whose UTF-8 form is sure to fit 64 KiB.
 _SURELY_SHORT_STRING = 64 * 1024 // 4
 _SURELY_SHORT_BYTES = 64 * 1024
@@ -78,20 +74,21 @@ def key_reader(columns: tuple[KeyColumn, ...]) -> KeyReader:
 class TargetView:
     """Proto metadata of one target, and the builder of its vectors."""
 
-    __slots__ = ("_heads", "_metadata_wire", "metadata", "read_keys")
+    __slots__ = ("_heads", "_metadata_wire", "context", "metadata", "read_keys")
 
     def __init__(self, plan: TargetPlan, config_version: str) -> None:
         self.metadata = pb.ResponseMetadata(
             config_version=config_version,
             feature_names=plan.feature_names,
             feature_types=cast(Any, [int(t) for t in plan.feature_types]),
-            groups=[join.group.name for join in plan.joins],
+            groups=list(plan.groups),
             feature_groups=plan.feature_joins,
         )
         # The responses' metadata (field 1 of both) as wire bytes, for the *_wire builders.
         body = self.metadata.SerializeToString()
         self._metadata_wire = b"\x0a" + varint(len(body)) + body
         self.read_keys = key_reader(plan.request_keys)
+        self.context = ContextReader(plan)
         # Vector length -> its tag and length prefix: the vectors of a target are mostly
         # of a few lengths (all of one length for groups of numbers). Bounded below.
         self._heads: dict[int, bytes] = {}
@@ -125,13 +122,30 @@ def _keys(columns: tuple[KeyColumn, ...]) -> list[pb.KeyColumn]:
     return [pb.KeyColumn(name=k.name, type=cast(Any, int(k.type))) for k in columns]
 
 
-def _features(features: tuple[Feature, ...]) -> list[pb.FeatureInfo]:
+def _features(
+    features: tuple[Feature, ...], expressions: Mapping[str, str] | None = None
+) -> list[pb.FeatureInfo]:
+    expressions = expressions or {}
     return [
         pb.FeatureInfo(
-            name=f.name, type=cast(Any, int(f.type)), description=f.description, nullable=f.nullable
+            name=f.name, type=cast(Any, int(f.type)), description=f.description,
+            nullable=f.nullable, expression=expressions.get(f.name, ""),
         )
         for f in features
     ]
+
+
+def _service_info(name: str, plan: TargetPlan) -> pb.FeatureServiceInfo:
+    derived = plan.derived
+    return pb.FeatureServiceInfo(
+        name=name,
+        keys=_keys(plan.request_keys),
+        features=_features(plan.features, derived.expressions if derived is not None else None),
+        groups=[j.group.name for j in plan.joins],
+        online=plan.online,
+        description=plan.description,
+        context=[pb.ContextInfo(name=c.name, type=cast(Any, int(c.type))) for c in plan.context],
+    )
 
 
 class ProtoViews:
@@ -154,15 +168,7 @@ class ProtoViews:
             for name, g in sorted(groups.items())
         }
         self._service_infos = {
-            name: pb.FeatureServiceInfo(
-                name=name,
-                keys=_keys(p.request_keys),
-                features=_features(p.features),
-                groups=[j.group.name for j in p.joins],
-                online=p.online,
-                description=p.description,
-            )
-            for name, p in sorted(plans.services.items())
+            name: _service_info(name, p) for name, p in sorted(plans.services.items())
         }
 
     def target(self, plan: TargetPlan) -> TargetView:

@@ -127,11 +127,18 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             at = None
             if request.HasField("at"):
                 at = timestamp_ms(request.at, "at", time.time_ns() // 1_000_000)
+            contexts = None
+            if view.context.declares:
+                contexts = [view.context.one(request.context)]
+            elif request.context:
+                view.context.refuse_any(request.context, "context")
         except RequestError as exc:
             self._observe("GetFeatures", exc.code, started)
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
-        wires = await self._engine.fetch_wires(plan, [values], [at], self._deadline(context))
+        wires = await self._engine.fetch_wires(
+            plan, [values], [at], self._deadline(context), contexts
+        )
         response = view.response_wire(wires[0])
         self._count_served(plan.name, 1)
         self._observe("GetFeatures", grpc.StatusCode.OK, started)
@@ -164,12 +171,14 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         try:
             snap = self._snapshot()
             plan, view = self._target(snap, request)
-            entities, ats = self._batch(plan, view, request.entities, request)
+            entities, ats, contexts = self._batch(plan, view, request.entities, request)
         except RequestError as exc:
             self._observe("GetBatchFeatures", exc.code, started)
             await context.abort(exc.code, exc.message)
             raise
-        wires = await self._engine.fetch_wires(plan, entities, ats, self._deadline(context))
+        wires = await self._engine.fetch_wires(
+            plan, entities, ats, self._deadline(context), contexts
+        )
         response = view.batch_response_wire(wires)
         self._count_served(plan.name, len(wires))
         self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
@@ -190,7 +199,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
 
     def _batch(
         self, plan: TargetPlan, view: TargetView, entities: Sequence[Any], request: Any
-    ) -> tuple[list[list[KeyValue]], list[int | None]]:
+    ) -> tuple[list[list[KeyValue]], list[int | None], list[list[Any]] | None]:
         count = len(entities)
         if count == 0:
             raise RequestError(
@@ -207,6 +216,11 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         values: list[list[KeyValue]] = []
         ats: list[int | None] = []
         read_keys = view.read_keys
+        reader = view.context
+        # A target without request-time values refuses any: checked here, in the one pass.
+        declares = reader.declares
+        if not declares and request.context:
+            reader.refuse_any(request.context, "context")
         for index, entity in enumerate(entities):
             keys = entity.keys
             entity_keys = read_keys(keys)
@@ -218,7 +232,10 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
                 ats.append(timestamp_ms(entity.at, f"entities[{index}].at", now_ms))
             else:
                 ats.append(default_at)
-        return values, ats
+            if not declares and entity.context:
+                reader.refuse_any(entity.context, f"entities[{index}].context")
+        contexts = reader.many(request.context, entities) if declares else None
+        return values, ats, contexts
 
     async def ListFeatureGroups(  # gRPC method name
         self, request: pb.ListFeatureGroupsRequest, context: grpc.aio.ServicerContext
