@@ -51,6 +51,30 @@ def _format_ms(ms: int) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
+def _context_value(text: str, kind: Any) -> Any:
+    """`--context` text as a value of the request-time value's FeatureType `kind`."""
+    from fetcher.types import FeatureType
+
+    if kind is FeatureType.DOUBLE:
+        return float(text)
+    if kind is FeatureType.INT64:
+        return int(text)
+    if kind is FeatureType.BOOL:
+        if text.lower() not in ("true", "false"):
+            raise ValueError("expected true or false")
+        return text.lower() == "true"
+    if kind is FeatureType.BYTES:
+        return bytes.fromhex(text[2:]) if text.startswith("0x") else text.encode()
+    if kind is FeatureType.STRING:
+        return text
+    items = json.loads(text)
+    if not isinstance(items, list):
+        raise ValueError("expected a JSON list, like [1, 2]")
+    if kind is FeatureType.DOUBLE_LIST:
+        return [float(v) for v in items]
+    return items
+
+
 def _cmd_get(args: argparse.Namespace) -> int:
     from fetcher.client import FeatureClient
     from fetcher.codec import KeyValueError, parse_key_text
@@ -77,8 +101,23 @@ def _cmd_get(args: argparse.Namespace) -> int:
                 keys[key_name] = parse_key_text(KeyColumn(key_name, types[key_name]), text)
             except KeyValueError as exc:
                 raise SystemExit(f"--key {item!r}: {exc}") from None
+        declared = {c.name: FeatureType(c.type) for c in getattr(entries[0], "context", ())}
+        context: dict[str, Any] = {}
+        for item in args.context:
+            value_name, sep, text = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--context {item!r}: expected NAME=VALUE")
+            if value_name not in declared:
+                known = ", ".join(declared) or "none"
+                raise SystemExit(f"--context {value_name!r}: {name} reads request-time "
+                                 f"values: {known}")
+            try:
+                context[value_name] = _context_value(text, declared[value_name])
+            except ValueError as exc:
+                raise SystemExit(f"--context {item!r}: {exc}") from None
         response = client.get_raw(
-            keys=keys, service=args.service, group=args.group, at=_parse_at(args.at)
+            keys=keys, service=args.service, group=args.group, at=_parse_at(args.at),
+            context=context,
         )
     from fetcher.client import decode_vectors
 
@@ -136,9 +175,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for entry in entries:
             keys = ", ".join(f"{k.name}:{KeyType(k.type).name.lower()}" for k in entry.keys)
             print(f"\n{kind} {entry.name}  keys: {keys}  ({len(entry.features)} features)")
+            context = getattr(entry, "context", ())
+            if context:
+                print("  context: " + ", ".join(
+                    f"{c.name}:{FeatureType(c.type).name.lower()}" for c in context))
             if args.name:
                 for f in entry.features:
-                    print(f"  {f.name:<32} {FeatureType(f.type).name}")
+                    derived = f"  = {f.expression}" if f.expression else ""
+                    print(f"  {f.name:<32} {FeatureType(f.type).name}{derived}")
     return 0
 
 
@@ -242,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--group", help="feature group name")
     get.add_argument("--key", action="append", default=[], metavar="NAME=VALUE")
     get.add_argument("--at", help="point in time: ISO-8601 or epoch ms (default: now)")
+    get.add_argument("--context", action="append", default=[], metavar="NAME=VALUE",
+                     help="a request-time value of the service (lists as JSON, bytes as 0x...)")
     get.add_argument("--json", action="store_true", help="print JSON")
     client_args(get)
     get.set_defaults(func=_cmd_get)

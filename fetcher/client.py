@@ -2,7 +2,8 @@
 
 Model servers on a hot path can use the stub directly and read the columnar
 vectors; this client adds convenience (key typing from the server's own
-description, vectors decoded to named values) for tools, tests and notebooks.
+description, request-time values from Python values, vectors decoded to named values)
+for tools, tests and notebooks.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ def key_value(value: KeyInput) -> pb.Value:
 
 
 def event_value(value: Any) -> pb.EventValue:
-    """A Python value as a fetcher.v1.EventValue (None: null; lists by their item type)."""
+    """A Python value as a fetcher.v1.EventValue (None: null; lists by their item type).
+
+    Also a request-time value's form: an int goes as int64_value, which the server takes
+    for a double too.
+    """
     if value is None:
         return pb.EventValue()
     if isinstance(value, bool):
@@ -171,13 +176,17 @@ class FeatureClient:
         service: str | None = None,
         group: str | None = None,
         at: dt.datetime | int | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> pb.GetFeaturesResponse:
-        """GetFeatures, returning the proto response."""
+        """GetFeatures, returning the proto response; `context`: the request-time values
+        (name -> Python value) a service with derivations reads."""
         request = pb.GetFeaturesRequest(
             keys={k: key_value(v) for k, v in keys.items()}, **self._target(service, group)
         )
         if at is not None:
             request.at.CopyFrom(timestamp(at))
+        for name, value in (context or {}).items():
+            request.context[name].CopyFrom(event_value(value))
         response: pb.GetFeaturesResponse = self._stub.GetFeatures(request, timeout=self._timeout)
         return response
 
@@ -188,9 +197,10 @@ class FeatureClient:
         service: str | None = None,
         group: str | None = None,
         at: dt.datetime | int | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> dict[str, FeatureValue]:
-        """One entity's features by name."""
-        response = self.get_raw(keys=keys, service=service, group=group, at=at)
+        """One entity's features by name (derived ones included)."""
+        response = self.get_raw(keys=keys, service=service, group=group, at=at, context=context)
         return decode_vectors(response.metadata, [response.vector])[0]
 
     def get_batch_raw(
@@ -201,8 +211,11 @@ class FeatureClient:
         group: str | None = None,
         at: dt.datetime | int | None = None,
         entity_at: Sequence[dt.datetime | int | None] | None = None,
+        context: Mapping[str, Any] | None = None,
+        entity_context: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> pb.GetBatchFeaturesResponse:
-        """GetBatchFeatures, returning the proto response."""
+        """GetBatchFeatures, returning the proto response. `context`: request-time values
+        for every entity; `entity_context[i]`: entity i's, over `context` name by name."""
         request = pb.GetBatchFeaturesRequest(**self._target(service, group))
         for index, keys in enumerate(entities):
             entity = request.entities.add()
@@ -210,8 +223,13 @@ class FeatureClient:
                 entity.keys[name].CopyFrom(key_value(value))
             if entity_at is not None and entity_at[index] is not None:
                 entity.at.CopyFrom(timestamp(entity_at[index]))  # type: ignore[arg-type]
+            own = entity_context[index] if entity_context is not None else None
+            for name, item in (own or {}).items():
+                entity.context[name].CopyFrom(event_value(item))
         if at is not None:
             request.at.CopyFrom(timestamp(at))
+        for name, item in (context or {}).items():
+            request.context[name].CopyFrom(event_value(item))
         response: pb.GetBatchFeaturesResponse = self._stub.GetBatchFeatures(
             request, timeout=self._timeout
         )
@@ -225,10 +243,13 @@ class FeatureClient:
         group: str | None = None,
         at: dt.datetime | int | None = None,
         entity_at: Sequence[dt.datetime | int | None] | None = None,
+        context: Mapping[str, Any] | None = None,
+        entity_context: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[dict[str, FeatureValue]]:
         """Many entities' features by name, in request order."""
         response = self.get_batch_raw(
-            entities, service=service, group=group, at=at, entity_at=entity_at
+            entities, service=service, group=group, at=at, entity_at=entity_at,
+            context=context, entity_context=entity_context,
         )
         return decode_vectors(response.metadata, response.vectors)
 
@@ -256,6 +277,13 @@ class FeatureClient:
             pb.ListFeatureGroupsRequest(name=name), timeout=self._timeout
         )
         return response
+
+    def context_types(self, service: str) -> dict[str, FeatureType]:
+        """The request-time values a service reads, with their types (from the server)."""
+        listing = self.describe(service)
+        if not listing.services:
+            return {}
+        return {c.name: FeatureType(c.type) for c in listing.services[0].context}
 
     def key_types(self, name: str) -> dict[str, KeyType]:
         """The request keys a group or service needs, with their types (from the server)."""
