@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from fetcher.engine._rows import (
@@ -142,13 +143,21 @@ class DerivedPlan:
              event_ms: Sequence[int]) -> list[bytes]:
         """The derived row of each entity as FeatureVector wire bytes (append it to the
         entity's merged vector). Raises only on a bug (then use `error_rows`)."""
+        n = len(wires)
         derived = self.evaluate(wires, contexts)
         columns = [derived[f.name] for f in self.features]
         head = self._status_head
-        statuses = [head + bytes(row) for row in zip(*(c.statuses for c in columns),
-                                                     strict=True)]
-        bodies = self._body.rows(columns, len(wires))
-        events = [event_field(ms) for ms in event_ms]
+        present = _PRESENT * n
+        statuses: Iterable[bytes]
+        if all(c.statuses == present for c in columns):
+            statuses = repeat(head + _PRESENT * len(columns), n)  # the usual batch
+        else:
+            statuses = [head + bytes(row) for row in zip(*(c.statuses for c in columns),
+                                                         strict=True)]
+        bodies = self._body.rows(columns, n)
+        # Rows of one batch job share their event times: one varint per distinct time.
+        fields = {ms: event_field(ms) for ms in set(event_ms)}
+        events = map(fields.__getitem__, event_ms)
         return list(map(b"".join, zip(statuses, bodies, events, strict=True)))
 
     def error_rows(self, event_ms: Sequence[int]) -> list[bytes]:
@@ -191,16 +200,15 @@ class _BodyWriter:
         parts: list[Sequence[bytes]] = []
         if self._doubles:
             parts.append(list(map(self._pack, *(
-                [0.0 if v is None else v for v in columns[i].values] for i in self._doubles))))
+                _filled(columns[i].values, 0.0) for i in self._doubles))))
         if self._int64s:
-            encoded = [[varint(0 if v is None else v) for v in columns[i].values]
-                       for i in self._int64s]
+            encoded = [list(map(varint, _filled(columns[i].values, 0))) for i in self._int64s]
             parts.append([_TAG_INT64S + varint(len(body)) + body
                           for body in map(b"".join, zip(*encoded, strict=True))])
         if self._bools:
             head = _TAG_BOOLS + varint(len(self._bools))
             parts.append([head + bytes(row) for row in zip(
-                *([v is True for v in columns[i].values] for i in self._bools), strict=True)])
+                *(_filled(columns[i].values, False) for i in self._bools), strict=True)])
         if self._others:
             parts.append(self._other_rows(columns, n))
         if not parts:
@@ -224,6 +232,13 @@ class _BodyWriter:
                 fields[field] = values
             out.append(self._encode(fields))
         return out
+
+
+def _filled(values: list[Any], zero: Any) -> list[Any]:
+    """`values` with `zero` where not PRESENT (None); as they are when all are."""
+    if None not in values:
+        return values
+    return [zero if v is None else v for v in values]
 
 
 def derived_plan(
