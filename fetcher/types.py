@@ -182,7 +182,7 @@ class FeatureService:
     online: bool = True
     description: str = ""
     source: str = ""
-    # Request-time values its derivations read, and the derivations (served after the
-    # joins' features once the engine evaluates them; not yet).
+    # Request-time values every request must carry (its derivations read them), and the
+    # derivations, served after the joins' features (docs/derivations.md, "Serving").
     context: tuple[ContextValue, ...] = ()
     derivations: tuple[Derivation, ...] = ()
