@@ -1,21 +1,22 @@
 """Request-time values (a feature service's `context`): the requests' EventValue maps ->
-each entity's values in the service's order, with RequestError naming the field for a
-missing, unknown or mistyped one (docs/derivations.md, "Serving")."""
+each entity's values in the service's order, with ContextError naming the field for a
+missing, unknown or mistyped one (docs/derivations.md, "Serving").
+
+No grpc here: snapshots (and their target views) are built by a supervisor before it forks
+its workers, when grpc must not be loaded; the service turns a ContextError into
+INVALID_ARGUMENT.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
-
-from fetcher.api._requests import RequestError
 from fetcher.engine import TargetPlan
 from fetcher.expressions import type_name
 from fetcher.quoting import quoted, quoted_list
 from fetcher.types import FeatureType
 
-_INVALID = grpc.StatusCode.INVALID_ARGUMENT
 _LIST_FIELDS = ("double_values", "int64_values", "string_values", "bool_values")
 # The EventValue kind (or ListValue field) each type takes.
 _SCALAR_KIND = {
@@ -41,8 +42,12 @@ _ITEMS_NAME = {
 }
 
 
-def _refuse(field: str, message: str) -> RequestError:
-    return RequestError(_INVALID, f"{field}: {message}")
+class ContextError(ValueError):
+    """Request-time values a target refuses: the message names the field (INVALID_ARGUMENT)."""
+
+
+def _refuse(field: str, message: str) -> ContextError:
+    return ContextError(f"{field}: {message}")
 
 
 def _list_items(value: Any, field: str) -> tuple[str | None, list[Any]]:

@@ -11,9 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from fetcher.api._context import ContextReader
-from fetcher.api._requests import KEY_FIELD
 from fetcher.engine import Plans, TargetPlan, varint
-from fetcher.types import Feature, FeatureGroup, KeyColumn
+from fetcher.types import Feature, FeatureGroup, KeyColumn, KeyType
 from fetcher.v1 import feature_service_pb2 as pb
 
 # GetBatchFeaturesResponse.vectors and GetFeaturesResponse.vector: both field 2,
@@ -22,6 +21,12 @@ _TAG_VECTORS = b"\x12"
 # The most vector lengths a TargetView keeps the prefix of.
 _MAX_HEADS = 256
 
+# The Value oneof field that carries each key type.
+KEY_FIELD = {
+    KeyType.INT64: "int64_value",
+    KeyType.STRING: "string_value",
+    KeyType.BYTES: "bytes_value",
+}
 # The longest string key (in characters) whose UTF-8 form is sure to fit 64 KiB.
 _SURELY_SHORT_STRING = 64 * 1024 // 4
 _SURELY_SHORT_BYTES = 64 * 1024

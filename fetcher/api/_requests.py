@@ -7,17 +7,12 @@ from typing import Any
 
 import grpc
 
+from fetcher.api._proto_views import KEY_FIELD as _KIND_OF_KEY
 from fetcher.codec import INT64_MAX, KeyValue
 from fetcher.engine import TargetPlan
 from fetcher.quoting import quoted_list
 from fetcher.types import KeyType
 
-# The Value oneof field that carries each key type.
-KEY_FIELD = {
-    KeyType.INT64: "int64_value",
-    KeyType.STRING: "string_value",
-    KeyType.BYTES: "bytes_value",
-}
 _KEY_TYPE_NAME = {KeyType.INT64: "int64", KeyType.STRING: "string", KeyType.BYTES: "bytes"}
 # Reads more than a day in the future are a client bug (ms vs s, clock far off), not a query.
 _MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -50,7 +45,7 @@ def entity_values(plan: TargetPlan, keys: Any, field: str) -> list[KeyValue]:
                 f"{plan.name!r} needs {describe_keys(plan)}",
             )
         kind = value.WhichOneof("kind")
-        expected = KEY_FIELD[column.type]
+        expected = _KIND_OF_KEY[column.type]
         if kind != expected:
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from fetcher.api._admission import Admission, Overloaded
+from fetcher.api._context import ContextError
 from fetcher.api._proto_views import ProtoViews, TargetView
 from fetcher.api._push import PushHandler
 from fetcher.api._requests import RequestError, describe_keys, entity_values, timestamp_ms
@@ -132,6 +133,11 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
                 contexts = [view.context.one(request.context)]
             elif request.context:
                 view.context.refuse_any(request.context, "context")
+        except ContextError as exc:
+            code = grpc.StatusCode.INVALID_ARGUMENT
+            self._observe("GetFeatures", code, started)
+            await context.abort(code, str(exc))
+            raise  # unreachable: abort raises
         except RequestError as exc:
             self._observe("GetFeatures", exc.code, started)
             await context.abort(exc.code, exc.message)
@@ -172,6 +178,11 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             snap = self._snapshot()
             plan, view = self._target(snap, request)
             entities, ats, contexts = self._batch(plan, view, request.entities, request)
+        except ContextError as exc:
+            code = grpc.StatusCode.INVALID_ARGUMENT
+            self._observe("GetBatchFeatures", code, started)
+            await context.abort(code, str(exc))
+            raise
         except RequestError as exc:
             self._observe("GetBatchFeatures", exc.code, started)
             await context.abort(exc.code, exc.message)
