@@ -89,6 +89,7 @@ def event_value(value: Any) -> pb.EventValue:
             "bool_values" if all(isinstance(v, bool) for v in items) and items
             else "int64_values" if all(isinstance(v, int) for v in items) and items
             else "double_values" if all(isinstance(v, int | float) for v in items) and items
+            else "bytes_values" if all(isinstance(v, bytes) for v in items) and items
             else "string_values"
         )
         return pb.EventValue(list_value=pb.ListValue(**{field: items}))

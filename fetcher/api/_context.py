@@ -17,7 +17,7 @@ from fetcher.expressions import type_name
 from fetcher.quoting import quoted, quoted_list
 from fetcher.types import FeatureType
 
-_LIST_FIELDS = ("double_values", "int64_values", "string_values", "bool_values")
+_LIST_FIELDS = ("double_values", "int64_values", "string_values", "bool_values", "bytes_values")
 # The EventValue kind (or ListValue field) each type takes.
 _SCALAR_KIND = {
     FeatureType.DOUBLE: "double_value",
@@ -31,6 +31,7 @@ _LIST_ITEMS = {
     FeatureType.INT64_LIST: "int64_values",
     FeatureType.STRING_LIST: "string_values",
     FeatureType.BOOL_LIST: "bool_values",
+    FeatureType.BYTES_LIST: "bytes_values",
 }
 _KIND_NAME = {
     "double_value": "double", "int64_value": "int64", "string_value": "string",
@@ -38,7 +39,7 @@ _KIND_NAME = {
 }
 _ITEMS_NAME = {
     "double_values": "double_list", "int64_values": "int64_list",
-    "string_values": "string_list", "bool_values": "bool_list",
+    "string_values": "string_list", "bool_values": "bool_list", "bytes_values": "bytes_list",
 }
 
 
