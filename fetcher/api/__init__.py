@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from fetcher.api._admission import Admission, Overloaded
 from fetcher.api._snapshot import Snapshot, build_snapshot
-from fetcher.api._wire import VectorView, encode_values
+from fetcher.api._wire import VectorView, encode_values, read_columns
 from fetcher.lazy import lazy_getattr
 
 if TYPE_CHECKING:
@@ -34,4 +34,5 @@ __all__ = [
     "build_snapshot",
     "encode_values",
     "feature_handlers",
+    "read_columns",
 ]
