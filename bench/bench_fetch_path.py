@@ -38,7 +38,7 @@ OWNED = (
     "fetcher/engine/_fetch.py", "fetcher/engine/_plan.py", "fetcher/engine/_rows.py",
     "fetcher/engine/_merge.py", "fetcher/engine/_breaker.py", "fetcher/api/_service.py",
     "fetcher/api/_admission.py", "fetcher/api/_proto_views.py", "fetcher/api/_wire.py",
-    "fetcher/api/_snapshot.py",
+    "fetcher/api/_snapshot.py", "fetcher/api/__init__.py",
     "fetcher/cache/_singleflight.py", "fetcher/cache/_l1.py", "fetcher/server/_rpc_context.py",
     "fetcher/codec/_avro.py", "fetcher/codec/_keys.py", "kvstores/redis.py", "kvstores/embedded.py",
 )
