@@ -186,3 +186,6 @@ class FeatureService:
     # derivations, served after the joins' features (docs/derivations.md, "Serving").
     context: tuple[ContextValue, ...] = ()
     derivations: tuple[Derivation, ...] = ()
+    # Percent of entities whose served vectors the feature log keeps (Chronon's Join
+    # sample_percent): 0 to 100, decided by entity key (fetcher.featurelog's sampling rule).
+    sample_percent: float = 100.0

@@ -63,6 +63,7 @@ SERVICE_SPEC: Spec = {
     "context": ((list,), False, (), 'a list like [{"name": "amount", "type": "double"}]'),
     "derivations": ((list,), False, (), 'a list like [{"name": "r", "expression": "a / b", '
                     '"type": "double"}]'),
+    "sample_percent": ((*_NUMBER,), False, 100.0, "a percentage from 0 to 100, e.g. 10.0"),
 }
 JOIN_SPEC: Spec = {
     "group": ((str,), True, None, "the name of a feature group"),
@@ -346,10 +347,15 @@ def parse_service(path: Path, rel: str, p: Problems) -> FeatureService | None:
         joins.append(Join(j["group"], tuple(mapping.items()), j["prefix"]))
     context = _parse_context(v["context"], rel, p)
     derivations = _parse_derivations(v["derivations"], rel, p)
+    sample = float(v["sample_percent"])
+    if not 0.0 <= sample <= 100.0:  # NaN fails too
+        p.add(rel, "sample_percent", f"{v['sample_percent']!r:.20} is not in [0, 100]",
+              "write a percentage from 0 (log none) to 100 (log every entity)")
+        ok = False
     if not ok or context is None or derivations is None:
         return None
     return FeatureService(v["name"], tuple(joins), v["online"], v["description"], rel,
-                          context, derivations)
+                          context, derivations, sample)
 
 
 # BYTES_LIST only comes from Feast's views (docs/feast.md): no config declares it.

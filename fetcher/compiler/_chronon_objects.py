@@ -310,9 +310,9 @@ def map_join(ctx: ChrononFile, where: str, raw: Mapping[str, Any]) -> Join | Non
         ctx.error(name, f"{where}left", "is missing", "give the join its left source")
     parts = _parts(ctx, name, where, raw.get("joinParts"))
     sample = meta.get("samplePercent", 100.0)
-    if not isinstance(sample, int | float) or not 0 < sample <= 100:
-        ctx.error(name, f"{where}metaData.samplePercent", f"{sample!r:.20} is not in (0, 100] "
-                  "(fetcher's sample_percent)", "set it between 0 (excluded) and 100")
+    if not isinstance(sample, int | float) or isinstance(sample, bool) or not 0 <= sample <= 100:
+        ctx.error(name, f"{where}metaData.samplePercent", f"{sample!r:.20} is not in [0, 100] "
+                  "(fetcher's sample_percent)", "set it between 0 (log none) and 100")
     tags = _tags(ctx, name, where, meta, "join_tags")
     if any(not p.warning for p in ctx.problems[before:]) or left is None or parts is None:
         return None

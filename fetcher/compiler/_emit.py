@@ -183,6 +183,8 @@ def build_output(
             "joins": [_service_join(p, g.name) for p, g in parts],
             **_derived_fields(j),
         }
+        if j.obj.sample_percent != 100:  # the catalog's default: written only when it differs
+            service["sample_percent"] = float(j.obj.sample_percent)
         if is_served:
             files[f"services/{name}.json"] = render(service)
         form = {"service": service, "left": [list(c) for c in j.left_columns],

@@ -307,9 +307,10 @@ def join_model(repo: Path, d: Definition, sink: ProblemSink) -> JoinModel | None
     assert isinstance(obj, Join)
     _common(obj, sink)
     sample = obj.sample_percent
-    if not isinstance(sample, int | float) or isinstance(sample, bool) or not 0 < sample <= 100:
-        sink.error("sample_percent", f"{sample!r:.20} is not in (0, 100]",
-                   "write a percentage such as 100.0")
+    # 0 is allowed: the service is served but none of its vectors is logged.
+    if not isinstance(sample, int | float) or isinstance(sample, bool) or not 0 <= sample <= 100:
+        sink.error("sample_percent", f"{sample!r:.20} is not in [0, 100]",
+                   "write a percentage such as 100.0 (0 logs none of its vectors)")
     declared = check_declared(obj, sink)
     context = check_context(obj, sink)
     left = _left(repo, obj, sink)

@@ -198,6 +198,10 @@ CASES: list[tuple[str, Callable[[Path], None], list[str]]] = [
         [S, "online service uses offline group 'user_profile'", "set online to true"],
     ),
     ("service name", _set(S, name="other"), [S, "name", "differs from the file name"]),
+    ("sample above 100", _set(S, sample_percent=100.5),
+     [S, "sample_percent", "100.5 is not in [0, 100]", "0 (log none)"]),
+    ("negative sample", _set(S, sample_percent=-1), [S, "sample_percent", "not in [0, 100]"]),
+    ("sample as text", _set(S, sample_percent="50"), [S, "sample_percent", "wrong type"]),
 ]
 
 
@@ -237,3 +241,10 @@ def test_broken_group_is_not_blamed_again_by_services(config: Path) -> None:
     with pytest.raises(CatalogError) as err:
         load_catalog(config)
     assert len(err.value.problems) == 1
+
+
+def test_sample_percent_defaults_to_100_and_reads_0_to_100(config: Path) -> None:
+    assert load_catalog(config).services["user_merchant"].sample_percent == 100.0
+    for value in (0, 12.5, 100):
+        _set(S, sample_percent=value)(config)
+        assert load_catalog(config).services["user_merchant"].sample_percent == float(value)

@@ -3,11 +3,13 @@ passing neighbour that differs only in the field at fault."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from fetcher.catalog import load_catalog
 from fetcher.compiler import Stage
 from tests.unit.compiler.repo_support import JOIN, compile_files, line_of, one_error
 
@@ -227,9 +229,24 @@ def test_join_outputs_unique_after_prefixes(tmp_path: Path) -> None:
 
 def test_join_left_key_type_and_sample_percent(tmp_path: Path) -> None:
     bad = JOIN.replace('{"user_id": "int64"}', '{"user_id": "double"}').replace(
-        "online=True,", "online=True, sample_percent=0,")
+        "online=True,", "online=True, sample_percent=-1,")
     report = compile_files(tmp_path, {FILE: group_text(), JOIN_FILE: bad})
     fields = {p.field: p for p in report.errors}
     assert set(fields) == {"left.user_id", "sample_percent"}
     assert "'double' is not a key type" in fields["left.user_id"].problem
-    assert "is not in (0, 100]" in fields["sample_percent"].problem
+    assert "is not in [0, 100]" in fields["sample_percent"].problem
+
+
+@pytest.mark.parametrize(("written", "expected"), [(None, None), ("100", None), ("25", 25.0),
+                                                  ("0", 0.0), ("12.5", 12.5)])
+def test_sample_percent_is_written_into_the_service_unless_100(
+    tmp_path: Path, written: str | None, expected: float | None
+) -> None:
+    text = JOIN if written is None else JOIN.replace(
+        "online=True,", f"online=True, sample_percent={written},")
+    report = compile_files(tmp_path, {FILE: group_text(), JOIN_FILE: text})
+    assert report.ok, [p.render() for p in report.errors]
+    service = json.loads((tmp_path / "out/services/risk.scoring.scoring.json").read_text())
+    assert service.get("sample_percent") == expected
+    loaded = load_catalog(tmp_path / "out").services["risk.scoring.scoring"]
+    assert loaded.sample_percent == (100.0 if expected is None else expected)
