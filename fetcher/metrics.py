@@ -126,6 +126,26 @@ class Metrics:
             "fetcher_store_up", "1 when the store answered its last ping, else 0", ["store"],
             registry=r,
         )
+        # The feature log (fetcher.featurelog): counted by its writer, not the request path,
+        # except a drop, which the request path counts.
+        self.feature_log_records = Counter(
+            "fetcher_feature_log_records_total",
+            "Served entity vectors written to the feature log", ["service"], registry=r,
+        )
+        self.feature_log_dropped = Counter(
+            "fetcher_feature_log_dropped_total",
+            "Served entity vectors the feature log did not keep: queue_full (its queue was "
+            "full; sampling not yet decided for a batch), error (the sink failed), malformed",
+            ["service", "reason"], registry=r,
+        )
+        self.feature_log_files = Counter(
+            "fetcher_feature_log_files_total", "Feature log files closed (made visible)",
+            registry=r,
+        )
+        self.feature_log_queue = Gauge(
+            "fetcher_feature_log_queue_records",
+            "Entity vectors waiting in the feature log's queue", registry=r,
+        )
         self._version = ""
         self._last_log: dict[str, float] = {}
 

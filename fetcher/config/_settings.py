@@ -6,6 +6,8 @@
     [cache]             l1_max_entries, l1_ttl_s, negative_ttl_s, l2_url, l2_ttl_s
     [stores.<name>]     url, timeout_ms, required
     [log]               format (json|text), level, requests
+    [log.features]      the feature log: enabled, directory, max_file_bytes,
+                        max_file_seconds, queue_size (docs/operations.md)
     [tracing]           enabled, service_name
     [authz.clients.<name>]  identities, token_sha256 | token_env, groups, services, push_groups
 
@@ -114,12 +116,28 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FeatureLogSettings:
+    """The feature log: what feature services served, kept for training (docs/operations.md).
+
+    Each process writes its own rotating Parquet files under `directory`; a bounded queue
+    of `queue_size` records between the request path and the writer drops when full.
+    """
+
+    enabled: bool = False
+    directory: str = "feature-log"
+    max_file_bytes: int = 128 * 1024 * 1024
+    max_file_seconds: float = 300.0
+    queue_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """Process logs: JSON lines (or text) on stderr; `requests` logs one line per RPC."""
 
     format: str = "json"
     level: str = "INFO"
     requests: bool = False
+    features: FeatureLogSettings = field(default_factory=FeatureLogSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,13 +241,14 @@ _TYPES: dict[str, tuple[str, Any, Any]] = {
     "str | None": ("a string", lambda v: type(v) is str, lambda t: t or None),
     "tuple[str, ...]": ("a list of strings", _is_str_list, _env_list),
 }
-# Sections of plain keys; "server.tls" is a table inside [server].
+# Sections of plain keys; "server.tls" is a table inside [server], "log.features" in [log].
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerSettings,
     "cache": CacheSettings,
     "log": LogSettings,
     "tracing": TracingSettings,
     "server.tls": TlsSettings,
+    "log.features": FeatureLogSettings,
 }
 # Sections of named tables: [stores.<name>] and [authz.clients.<name>].
 _NAMED: dict[str, type[Any]] = {"stores": StoreSettings, "authz.clients": AuthzClient}
@@ -342,8 +361,8 @@ def _read_file(path: str | os.PathLike[str], raw: _Raw, c: _Collector) -> None:
         else:
             c.add(
                 where, section, "unknown section",
-                "use [server], [server.tls], [cache], [log], [tracing], [stores.<name>] "
-                "or [authz.clients.<name>]",
+                "use [server], [server.tls], [cache], [log], [log.features], [tracing], "
+                "[stores.<name>] or [authz.clients.<name>]",
             )
 
 
@@ -368,6 +387,7 @@ def _read_env(env: Mapping[str, str], raw: _Raw, c: _Collector) -> None:
                 var,
                 "not a settings variable",
                 "use FETCHER__<SECTION>__<KEY> (server, cache, log, tracing), "
-                "FETCHER__SERVER__TLS__<KEY>, FETCHER__STORES__<NAME>__<KEY> "
+                "FETCHER__SERVER__TLS__<KEY>, FETCHER__LOG__FEATURES__<KEY>, "
+                "FETCHER__STORES__<NAME>__<KEY> "
                 "or FETCHER__AUTHZ__CLIENTS__<NAME>__<KEY>",
             )

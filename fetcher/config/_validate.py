@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from fetcher.config._settings import (
     AuthzClient,
     CacheSettings,
+    FeatureLogSettings,
     LogSettings,
     ServerSettings,
     Settings,
@@ -111,7 +112,8 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
     tls = TlsSettings(**sections["server.tls"])
     server = ServerSettings(**sections["server"], tls=tls)
     cache = CacheSettings(**sections["cache"])
-    log_settings = LogSettings(**sections["log"])
+    log_settings = LogSettings(**sections["log"],
+                               features=FeatureLogSettings(**sections["log.features"]))
     tracing = TracingSettings(**sections["tracing"])
     stores: dict[str, StoreSettings] = {}
     where_store = raw.where_named["stores"]
@@ -154,6 +156,15 @@ def _check_log(settings: LogSettings, where: str, c: _Collector) -> None:
     if settings.level.upper() not in _LOG_LEVELS:
         c.bad(where, "log.level", f"{settings.level!r} is not a log level",
               f"use one of {', '.join(_LOG_LEVELS)}")
+    features = settings.features
+    defaults = FeatureLogSettings()
+    for key in ("max_file_bytes", "max_file_seconds", "queue_size"):
+        if getattr(features, key) <= 0:
+            c.bad(where, f"log.features.{key}", "must be > 0",
+                  f"use e.g. {getattr(defaults, key)}")
+    if not features.directory.strip():
+        c.bad(where, "log.features.directory", "is empty",
+              "give the directory the feature log's files go in, e.g. /var/lib/fetcher/log")
 
 
 def log_level(settings: LogSettings) -> int:

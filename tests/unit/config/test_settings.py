@@ -8,6 +8,7 @@ import pytest
 
 from fetcher.config import (
     CacheSettings,
+    FeatureLogSettings,
     ServerSettings,
     SettingsError,
     StoreSettings,
@@ -71,6 +72,14 @@ def test_env_overrides_are_typed_and_can_define_a_store(tmp_path: Path) -> None:
         ("", {"FETCHER__SERVR__LISTEN": "h:1"}, ["FETCHER__SERVR__LISTEN", "not a settings"]),
         ("", {"FETCHER__STORES__X__RETRIES": "1"}, ["FETCHER__STORES__X__RETRIES", "unknown key"]),
         ("[server\n", {}, ["fetcher.toml", "not valid TOML"]),
+        ("[log.features]\nqueue_size = 0\n", {}, ["log.features.queue_size", "must be > 0"]),
+        ("[log.features]\ndirectory = ' '\n", {}, ["log.features.directory", "is empty"]),
+        ("[log.features]\nmax_file_bytes = 1.5\n", {}, ["log.features.max_file_bytes",
+                                                         "integer"]),
+        ("", {"FETCHER__LOG__FEATURES__MAX_FILE_SECONDS": "-1"},
+         ["FETCHER__LOG__FEATURES__MAX_FILE_SECONDS", "must be > 0"]),
+        ("[log.features]\nenable = true\n", {}, ["log.features.enable", "unknown key",
+                                                  "enabled"]),
     ],
 )
 def test_bad_settings_name_source_key_and_fix(
@@ -109,3 +118,16 @@ def test_passwords_masked() -> None:
     text = s.describe()
     assert "hunter2" not in text and "pw@" not in text
     assert "redis://u:***@r/0" in text and "redis://:***@c/1" in text
+
+
+def test_feature_log_settings_from_the_file_and_env(tmp_path: Path) -> None:
+    assert load_settings(None, env={}).log.features == FeatureLogSettings()
+    assert FeatureLogSettings().enabled is False
+    path = _write(tmp_path, '[log]\nlevel = "INFO"\n[log.features]\nenabled = true\n'
+                            'directory = "/var/log/f"\nmax_file_seconds = 60\n')
+    env = {"FETCHER__LOG__FEATURES__QUEUE_SIZE": "500",
+           "FETCHER__LOG__FEATURES__MAX_FILE_BYTES": "1048576"}
+    features = load_settings(path, env=env).log.features
+    assert features == FeatureLogSettings(True, "/var/log/f", 1048576, 60.0, 500)
+    described = load_settings(path, env=env).describe()
+    assert "log.features.directory = /var/log/f" in described
