@@ -1,4 +1,5 @@
-"""`fetcher`: serve, get, list, validate, compile, diff, load and demo, one subcommand each."""
+"""`fetcher`: serve, get, list, validate, compile, diff, load, demo and logs, one subcommand
+each."""
 
 from __future__ import annotations
 
@@ -263,6 +264,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_ms(text: str) -> int:
+    """An ISO-8601 time (UTC unless it says otherwise) or epoch ms, as epoch ms."""
+    try:
+        at = _parse_at(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO-8601 time (2026-12-01T10:00:00Z) or epoch ms") from None
+    if isinstance(at, int):
+        return at
+    assert at is not None
+    return int(at.timestamp() * 1000)
+
+
+def _cmd_logs_read(args: argparse.Namespace) -> int:
+    from fetcher.featurelog import LogReadError, read_logs
+
+    out = args.out or f"{args.service}.parquet"
+    try:
+        summary = read_logs(args.directory, args.service, out, since_ms=args.since,
+                            until_ms=args.until, schema_hash=args.schema)
+    except LogReadError as exc:
+        print(f"fetcher logs read: {exc}", file=sys.stderr)
+        return 1
+    print(f"{summary.records:,} records of {args.service} from {summary.files} file(s), "
+          f"schema(s) {', '.join(summary.schemas)}: {out} ({len(summary.columns)} columns)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="fetcher", description=__doc__)
@@ -365,6 +394,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", help="rewrite even if present")
     demo.add_argument("--files", metavar="DIR", help="write the demo rows as files instead")
     demo.set_defaults(func=_cmd_demo)
+
+    logs = sub.add_parser("logs", help="the feature log: what services served (docs/operations.md)")
+    logs_sub = logs.add_subparsers(dest="logs_command", required=True)
+    read = logs_sub.add_parser(
+        "read", help="turn a service's logged records into one Parquet file for training")
+    read.add_argument("directory", help="the feature log directory (log.features.directory)")
+    read.add_argument("--service", required=True, help="feature service name")
+    read.add_argument("--since", type=_time_ms, required=True, metavar="T",
+                      help="records served at or after T: ISO-8601 (UTC unless given) or "
+                      "epoch ms (0: all)")
+    read.add_argument("--until", type=_time_ms, default=None, metavar="T",
+                      help="records served before T (default: all)")
+    read.add_argument("--schema", metavar="HASH", help="only records of this logged schema")
+    read.add_argument("--out", metavar="FILE.parquet",
+                      help="output file (default: <service>.parquet)")
+    read.set_defaults(func=_cmd_logs_read)
     return parser
 
 

@@ -1,0 +1,256 @@
+"""The feature log: what feature services served, kept off the request path.
+
+The request path calls `FeatureLog.served` once per answered request. For one entity it
+decides the sample (one SHA-256, fetcher.featurelog._sampling) and appends what the server
+already built (request keys, the vector's wire bytes, a clock read and the request id) to
+a bounded in-memory queue; a batch is appended whole and sampled in the writer (hashing
+hundreds of keys would cost the request path ~1.5 µs each). When the queue holds
+`queue_size` entity vectors, more are dropped and counted, never waited for.
+
+A background task drains the queue every DRAIN_INTERVAL_S (at once when it is half
+full) and hands the records to one writer thread, which decodes the vectors into Arrow
+columns (fetcher.featurelog._columns) and gives them to the sink. The sink is blocking
+code, in that thread only, so the event loop never waits on a disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fetcher.catalog import Catalog
+from fetcher.codec import KeyValue
+from fetcher.config import FeatureLogSettings
+from fetcher.engine import TargetPlan
+from fetcher.featurelog._columns import LogRow, record_batch
+from fetcher.featurelog._files import FileSink
+from fetcher.featurelog._sampling import Sampler
+from fetcher.featurelog._schema import LogSchema, log_schema, service_descriptor
+from fetcher.featurelog._sink import LogBatch, LogSink
+from fetcher.metrics import Metrics
+
+log = logging.getLogger("fetcher.featurelog")
+
+DRAIN_INTERVAL_S = 0.25
+# Plans remembered at most (each holds its snapshot's plan alive): reloads add new ones.
+_MAX_TARGETS = 1024
+
+
+def request_context(schema: LogSchema, request: Any, entity: int) -> Sequence[Any] | None:
+    """The request-time values of one entity, one per `schema.context` value, or None.
+
+    REQUEST-TIME VALUES (issue 17, "Derived and request-time features"): GetFeatures and
+    GetBatchFeatures carry no context values on the wire yet. When the proto adds them,
+    read them from `request` here (in the writer thread: never on the request path); the
+    schema already has their columns (`context`, null until then).
+    """
+    return None
+
+
+class _Target:
+    """What the log needs of one served plan, built on its first request."""
+
+    __slots__ = ("config_version", "dropped", "sampler", "schema", "service")
+
+    def __init__(self, schema: LogSchema, sampler: Sampler, config_version: str,
+                 metrics: Metrics) -> None:
+        self.schema = schema
+        self.service = schema.service
+        self.sampler = sampler
+        self.config_version = config_version
+        self.dropped = metrics.feature_log_dropped.labels(schema.service, "queue_full")
+
+
+# target, request time ms, request id, entities' key values, ats, vector wires, request,
+# whether every entity of it is kept (sampling already decided)
+_Item = tuple[_Target, int, str, Sequence[Sequence[KeyValue]], Sequence[int | None],
+              Sequence[bytes], Any, bool]
+
+
+class FeatureLog:
+    """The served-feature log of one process: sampling, bounded queue, writer thread, sink."""
+
+    def __init__(
+        self,
+        settings: FeatureLogSettings,
+        metrics: Metrics,
+        *,
+        request_id: Callable[[], str] = lambda: "",
+        sink: LogSink | None = None,
+        drain_interval_s: float = DRAIN_INTERVAL_S,
+        tag: str | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._request_id = request_id
+        self._max = settings.queue_size
+        self._wake_at = max(1, settings.queue_size // 2)
+        self._interval = drain_interval_s
+        self.sink: LogSink = sink if sink is not None else FileSink(
+            Path(settings.directory), max_file_bytes=settings.max_file_bytes,
+            max_file_seconds=settings.max_file_seconds, tag=tag,
+            closed=lambda _path, _records: metrics.feature_log_files.inc(),
+            lost=lambda service, records: metrics.feature_log_dropped.labels(
+                service, "error").inc(records),
+        )
+        self._items: list[_Item] = []
+        self.pending = 0
+        self._targets: dict[int, tuple[TargetPlan, _Target | None]] = {}
+        self._schemas: dict[str, LogSchema] = {}
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="feature-log")
+        self._closing = False
+        self._closed = False
+        metrics.feature_log_queue.set_function(lambda: self.pending)
+
+    # The request path ---------------------------------------------------------------
+
+    def served(
+        self,
+        catalog: Catalog,
+        plan: TargetPlan,
+        entities: Sequence[Sequence[KeyValue]],
+        ats: Sequence[int | None],
+        wires: Sequence[bytes],
+        request: Any,
+    ) -> None:
+        """Queue what one request served (never blocks, never raises)."""
+        try:
+            entry = self._targets.get(id(plan))
+            if entry is None or entry[0] is not plan:
+                entry = self._register(catalog, plan)
+            target = entry[1]
+            if target is None or self._closed:
+                return
+            count = len(wires)
+            decided = target.sampler.all
+            if count == 1 and not decided:
+                if not target.sampler.selected(entities[0]):
+                    return
+                decided = True
+            if self.pending + count > self._max:
+                target.dropped.inc(count)
+                return
+            self._items.append((target, time.time_ns() // 1_000_000, self._request_id(),
+                                entities, ats, wires, request, decided))
+            self.pending += count
+            if self.pending >= self._wake_at:
+                self._wakeup.set()
+        except Exception:  # a bug here must not fail the request it logs
+            self._metrics.log_limited(log, "featurelog.served",
+                                      "feature log: could not queue a served request",
+                                      every_s=10.0)
+
+    def _register(self, catalog: Catalog, plan: TargetPlan) -> tuple[TargetPlan, _Target | None]:
+        if len(self._targets) >= _MAX_TARGETS:
+            self._targets.clear()
+        service = catalog.services.get(plan.name) if plan.kind == "feature_service" else None
+        target = None
+        if service is not None:
+            sampler = Sampler(plan.name, plan.request_keys, service.sample_percent)
+            if not sampler.none:
+                descriptor = log_schema(service_descriptor(service, plan))
+                schema = self._schemas.setdefault(descriptor.hash, descriptor)
+                target = _Target(schema, sampler, catalog.version, self._metrics)
+        entry = (plan, target)
+        self._targets[id(plan)] = entry
+        return entry
+
+    # The background task and the writer thread ------------------------------------------
+
+    async def start(self) -> None:
+        """Start draining the queue in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="feature-log")
+
+    async def close(self) -> None:
+        """Write what is queued, close the sink (its files become visible), stop."""
+        if self._closed:
+            return
+        self._closing = True
+        self._wakeup.set()
+        loop = asyncio.get_running_loop()
+        try:
+            if self._task is not None:
+                await self._task
+            else:  # never started: write what was queued here
+                await self._drain_once(loop)
+        finally:
+            self._closed = True
+            try:
+                await loop.run_in_executor(self._executor, self._close_sink)
+            finally:
+                self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.pending < self._wake_at and not self._closing:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._interval)
+            await self._drain_once(loop)
+            if self._closing and not self._items:
+                return
+
+    async def _drain_once(self, loop: asyncio.AbstractEventLoop) -> None:
+        items, self._items = self._items, []
+        self.pending = 0
+        # Shielded: a cancelled drain must not leave a write half done in the thread.
+        await asyncio.shield(loop.run_in_executor(self._executor, self._write, items))
+
+    def _write(self, items: list[_Item]) -> None:
+        """In the writer thread: sample batches, decode, write, rotate."""
+        groups: dict[str, tuple[LogSchema, list[LogRow]]] = {}
+        for target, now_ms, rid, entities, ats, wires, request, decided in items:
+            schema = target.schema
+            group = groups.get(schema.hash)
+            if group is None:
+                group = groups[schema.hash] = (schema, [])
+            rows = group[1]
+            for i in range(len(wires)):
+                if decided or target.sampler.selected(entities[i]):
+                    rows.append(LogRow(now_ms, rid, i, target.config_version, ats[i],
+                                       entities[i], request_context(schema, request, i),
+                                       wires[i]))
+        for schema, rows in groups.values():
+            if rows:
+                self._write_rows(schema, rows)
+        try:
+            self.sink.tick()
+        except Exception as exc:
+            self._metrics.log_limited(log, "featurelog.tick", "feature log: %r", exc)
+
+    def _write_rows(self, schema: LogSchema, rows: list[LogRow]) -> None:
+        metrics = self._metrics
+        service = schema.service
+        malformed = 0
+        try:
+            batch, malformed = record_batch(schema, rows)
+            if batch is not None:
+                self.sink.write(LogBatch(schema, batch))
+        except Exception as exc:
+            metrics.feature_log_dropped.labels(service, "error").inc(len(rows) - malformed)
+            metrics.log_limited(log, f"featurelog.error.{service}",
+                                "feature log: records of %s lost: %r", service, exc)
+            return
+        finally:
+            if malformed:
+                metrics.feature_log_dropped.labels(service, "malformed").inc(malformed)
+                metrics.log_limited(log, f"featurelog.malformed.{service}",
+                                    "feature log: %d vector(s) of %s do not match schema %s",
+                                    malformed, service, schema.hash)
+        metrics.feature_log_records.labels(service).inc(len(rows) - malformed)
+
+    def _close_sink(self) -> None:
+        try:
+            self.sink.close()
+        except Exception as exc:
+            log.error("feature log: closing the sink failed: %r", exc)
