@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fetcher.api._admission import Admission, Overloaded
+from fetcher.api._served import ServedLog
 from fetcher.api._snapshot import Snapshot, build_snapshot
 from fetcher.api._wire import VectorView, encode_values, read_columns
 from fetcher.lazy import lazy_getattr
@@ -28,6 +29,7 @@ __all__ = [
     "Admission",
     "FeatureServicer",
     "Overloaded",
+    "ServedLog",
     "Snapshot",
     "VectorView",
     "add_to_server",

@@ -20,6 +20,7 @@ from fetcher.api._context import ContextError
 from fetcher.api._proto_views import ProtoViews, TargetView
 from fetcher.api._push import PushHandler
 from fetcher.api._requests import RequestError, describe_keys, entity_values, timestamp_ms
+from fetcher.api._served import ServedLog
 from fetcher.api._snapshot import Snapshot
 from fetcher.codec import KeyValue
 from fetcher.engine import FetchEngine, TargetPlan
@@ -45,6 +46,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         max_batch_entities: int,
         default_deadline_s: float | None = None,
         admission: Admission | None = None,
+        served_log: ServedLog | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._engine = engine
@@ -58,6 +60,8 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         self._default_deadline_s = default_deadline_s
         # None: no admission limit (unit tests, embedded use).
         self._admission = admission
+        # The feature log (fetcher.featurelog), told of every answered request; None: off.
+        self._served_log = served_log
         # Metric children by label: labels() takes a lock and builds a key on every call.
         self._served: dict[str, Any] = {}
         self._latency: dict[tuple[str, grpc.StatusCode], Any] = {}
@@ -146,6 +150,8 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             plan, [values], [at], self._deadline(context), contexts
         )
         response = view.response_wire(wires[0])
+        if self._served_log is not None:
+            self._served_log.served(snap.catalog, plan, [values], [at], wires, request)
         self._count_served(plan.name, 1)
         self._observe("GetFeatures", grpc.StatusCode.OK, started)
         return response
@@ -191,6 +197,8 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
             plan, entities, ats, self._deadline(context), contexts
         )
         response = view.batch_response_wire(wires)
+        if self._served_log is not None:
+            self._served_log.served(snap.catalog, plan, entities, ats, wires, request)
         self._count_served(plan.name, len(wires))
         self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
         return response

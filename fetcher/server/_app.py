@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,7 +27,7 @@ from fetcher.config import ServerSettings, Settings, SettingsError, mask_url
 from fetcher.engine import CacheTiers, FetchEngine, StoreHandle
 from fetcher.metrics import Metrics
 from fetcher.server._health import HealthMonitor, MonitoredStore
-from fetcher.server._logging_json import Redactor
+from fetcher.server._logging_json import Redactor, request_id
 from fetcher.server._metrics_http import MetricsListenError, MetricsServer, start_metrics_server
 from fetcher.server._reload import ConfigWatcher, load_snapshot
 from fetcher.server._rpc_context import RpcContextInterceptor
@@ -35,6 +35,9 @@ from fetcher.server._security import Authorizer, server_credentials
 from fetcher.server._tracing import load_tracer
 from fetcher.v1 import feature_service_pb2 as pb
 from kvstores import KVStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    from fetcher.featurelog import FeatureLog
 
 log = logging.getLogger("fetcher.server")
 
@@ -102,6 +105,7 @@ class App:
         self._tracer: Any | None = None
         self._metrics_server: MetricsServer | None = None
         self._rpc: RpcContextInterceptor | None = None
+        self._feature_log: FeatureLog | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
         self._stopping = False
@@ -168,6 +172,7 @@ class App:
             for name, s in self._stores.items()
         }
         self._engine = FetchEngine(handles, tiers, self.metrics)
+        self._feature_log = await self._start_feature_log()
         servicer = FeatureServicer(
             lambda: self.snapshot,
             self._engine,
@@ -178,6 +183,7 @@ class App:
                 self.settings.server.max_inflight_rpcs, self.settings.server.max_queued_rpcs,
                 self.metrics.registry,
             ),
+            served_log=self._feature_log,
         )
         server_settings = self.settings.server
         interceptor = RpcContextInterceptor(
@@ -226,6 +232,26 @@ class App:
                    "tls": server_settings.tls.enabled},
         )
         return self.port
+
+    async def _start_feature_log(self) -> FeatureLog | None:
+        """The feature log of [log.features] when enabled (docs/operations.md), running."""
+        settings = self.settings.log.features
+        if not settings.enabled:
+            return None
+        # Imported only when on: it brings pyarrow and numpy.
+        from fetcher.featurelog import FeatureLog
+
+        try:
+            feature_log = FeatureLog(settings, self.metrics, request_id=request_id.get)
+        except OSError as exc:
+            raise StartupError(
+                f"log.features.directory: cannot use {settings.directory!r}: {exc}. Fix: "
+                "create it or give a directory this process may write"
+            ) from None
+        await feature_log.start()
+        log.info("feature log on: %s", settings.directory,
+                 extra={"feature_log_directory": settings.directory})
+        return feature_log
 
     def _bind(self, server: grpc.aio.Server, settings: ServerSettings) -> int:
         try:
@@ -314,6 +340,9 @@ class App:
                 extra={"rpcs_served_ok": self._rpc.served_ok,
                        "rpcs_cancelled": self._rpc.cancelled},
             )
+        if self._feature_log is not None:
+            # After the last RPC: what it served is written, its files closed (visible).
+            await self._feature_log.close()
         if self._engine is not None:
             await self._engine.close()
         for entry in self._stores.values():
