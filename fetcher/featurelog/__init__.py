@@ -7,7 +7,7 @@ calls `served` once per answered request. Imports the catalog, engine, codec, co
 metrics layers, and the protos (it decodes the vectors the server sent).
 """
 
-from fetcher.featurelog._columns import LogRow, record_batch
+from fetcher.featurelog._columns import LogColumns, LogRow, columns_batch, record_batch
 from fetcher.featurelog._files import ClosedFile, FileSink, closed_files, service_dir
 from fetcher.featurelog._log import FeatureLog, request_context
 from fetcher.featurelog._read import LogReadError, ReadSummary, read_logs
@@ -21,6 +21,7 @@ __all__ = [
     "FeatureLog",
     "FileSink",
     "LogBatch",
+    "LogColumns",
     "LogReadError",
     "LogRow",
     "LogSchema",
@@ -28,6 +29,7 @@ __all__ = [
     "ReadSummary",
     "Sampler",
     "closed_files",
+    "columns_batch",
     "log_schema",
     "read_logs",
     "record_batch",

@@ -62,11 +62,58 @@ class LogRow(NamedTuple):
     wire: bytes
 
 
+class LogColumns:
+    """Records to log, column by column: what the writer gathers from the queue with a few
+    list extends per request (a tuple per record cost more than its decoding)."""
+
+    __slots__ = ("at_ms", "config_version", "context", "entity", "keys", "request_id",
+                 "request_time_ms", "wires")
+
+    def __init__(self) -> None:
+        self.request_time_ms: list[int] = []
+        self.request_id: list[str] = []
+        self.entity: list[int] = []
+        self.config_version: list[str] = []
+        self.at_ms: list[int | None] = []
+        self.keys: list[Sequence[Any]] = []
+        self.context: list[Sequence[Any] | None] = []  # empty: no record has context values
+        self.wires: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self.wires)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[LogRow]) -> LogColumns:
+        """The columns of `rows`."""
+        out = cls()
+        for r in rows:
+            out.request_time_ms.append(r.request_time_ms)
+            out.request_id.append(r.request_id)
+            out.entity.append(r.entity)
+            out.config_version.append(r.config_version)
+            out.at_ms.append(r.at_ms)
+            out.keys.append(r.keys)
+            out.context.append(r.context)
+            out.wires.append(r.wire)
+        if all(c is None for c in out.context):
+            out.context = []
+        return out
+
+    def subset(self, keep: Sequence[int]) -> LogColumns:
+        """The records at the positions `keep`."""
+        out = LogColumns()
+        for name in self.__slots__:
+            column = getattr(self, name)
+            if column:
+                setattr(out, name, [column[i] for i in keep])
+        return out
+
+
 class Malformed(ValueError):
     """Vectors whose layout is not the schema's."""
 
 
-def _varint_array(data: bytes) -> NDArray[np.int64]:
+def _varint_array(data: bytes | memoryview) -> NDArray[np.int64]:
     """Decode packed protobuf varints (int64, two's complement) without a Python loop."""
     raw = np.frombuffer(data, np.uint8)
     if raw.size == 0:
@@ -99,16 +146,17 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _packed_fields(wire: bytes) -> dict[int, bytes]:
-    """The payload of each length-delimited field of a canonical serialization."""
-    out: dict[int, bytes] = {}
+def _packed_fields(wire: bytes) -> dict[int, memoryview]:
+    """The payload of each length-delimited field of a canonical serialization (views)."""
+    out: dict[int, memoryview] = {}
+    view = memoryview(wire)
     pos, end = 0, len(wire)
     while pos < end:
         tag, pos = _read_varint(wire, pos)
         if tag & 7 != 2:
             raise Malformed(f"field {tag >> 3} is not packed")
         size, pos = _read_varint(wire, pos)
-        out[tag >> 3] = wire[pos:pos + size]
+        out[tag >> 3] = view[pos:pos + size]
         pos += size
     return out
 
@@ -175,28 +223,28 @@ def _decode(schema: LogSchema, wires: Sequence[bytes]) -> _Vectors:
     )
 
 
-def _good_rows(schema: LogSchema, rows: Sequence[LogRow]) -> list[LogRow]:
-    """The rows whose vector alone decodes with the schema (the slow path after a failure)."""
-    good = []
-    for row in rows:
-        try:
-            _decode(schema, [row.wire])
-        except Exception:  # a broken vector of any kind: dropped and counted by the caller
-            continue
-        good.append(row)
-    return good
-
-
 def record_batch(schema: LogSchema, rows: Sequence[LogRow]) -> tuple[pa.RecordBatch | None, int]:
     """The rows as one record batch of `schema`, and how many were dropped as malformed."""
+    return columns_batch(schema, LogColumns.from_rows(rows))
+
+
+def columns_batch(schema: LogSchema, records: LogColumns) -> tuple[pa.RecordBatch | None, int]:
+    """The records as one record batch of `schema`, and how many were dropped as malformed
+    (a vector that does not decode alone is left out; the others are kept)."""
     try:
-        vectors = _decode(schema, [r.wire for r in rows])
+        vectors = _decode(schema, records.wires)
     except Exception:
-        good = _good_rows(schema, rows)
+        good = []
+        for i, data in enumerate(records.wires):
+            try:
+                _decode(schema, [data])
+            except Exception:  # a broken vector of any kind: left out and counted
+                continue
+            good.append(i)
         if not good:
-            return None, len(rows)
-        return record_batch(schema, good)[0], len(rows) - len(good)
-    return _build(schema, rows, vectors), 0
+            return None, len(records)
+        return columns_batch(schema, records.subset(good))[0], len(records) - len(good)
+    return _build(schema, records, vectors), 0
 
 
 def _column(kind: FeatureType, index: int, v: _Vectors, width: int, list_at: int,
@@ -215,25 +263,25 @@ def _column(kind: FeatureType, index: int, v: _Vectors, width: int, list_at: int
     return pa.array(v.lists[list_at], arrow, mask=absent)
 
 
-def _build(schema: LogSchema, rows: Sequence[LogRow], v: _Vectors) -> pa.RecordBatch:
-    n = len(rows)
+def _build(schema: LogSchema, r: LogColumns, v: _Vectors) -> pa.RecordBatch:
+    n = len(r)
     arrays: list[pa.Array[Any]] = [
-        pa.array([r.request_time_ms for r in rows], TIMESTAMP),
-        pa.array([r.request_id for r in rows], pa.string()),
-        pa.array([r.entity for r in rows], pa.int32()),
-        pa.array([r.config_version for r in rows], pa.string()),
+        pa.array(r.request_time_ms, TIMESTAMP),
+        pa.array(r.request_id, pa.string()),
+        pa.array(r.entity, pa.int32()),
+        pa.array(r.config_version, pa.string()),
         pa.repeat(pa.scalar(schema.hash, pa.string()), n),
-        pa.array([r.at_ms for r in rows], TIMESTAMP),
+        pa.array(r.at_ms, TIMESTAMP),
         pa.StructArray.from_arrays(
-            [pa.array([r.keys[i] for r in rows], KEY_ARROW_TYPES[k.type])
+            [pa.array([keys[i] for keys in r.keys], KEY_ARROW_TYPES[k.type])
              for i, k in enumerate(schema.keys)],
             fields=list(schema.arrow.field("keys").type)),
     ]
     if schema.context:
-        missing = np.array([r.context is None for r in rows])
+        context = r.context or [None] * n
+        missing = np.array([c is None for c in context])
         children = [
-            pa.array([None if r.context is None else r.context[i] for r in rows],
-                     ARROW_TYPES[kind])
+            pa.array([None if c is None else c[i] for c in context], ARROW_TYPES[kind])
             for i, (_, kind) in enumerate(schema.context)
         ]
         arrays.append(pa.StructArray.from_arrays(

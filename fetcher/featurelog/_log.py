@@ -28,7 +28,7 @@ from fetcher.catalog import Catalog
 from fetcher.codec import KeyValue
 from fetcher.config import FeatureLogSettings
 from fetcher.engine import TargetPlan
-from fetcher.featurelog._columns import LogRow, record_batch
+from fetcher.featurelog._columns import LogColumns, columns_batch
 from fetcher.featurelog._files import FileSink
 from fetcher.featurelog._sampling import Sampler
 from fetcher.featurelog._schema import LogSchema, log_schema, service_descriptor
@@ -170,6 +170,11 @@ class FeatureLog:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="feature-log")
 
+    async def flush(self) -> None:
+        """Write what is queued now and wait until the writer has (benchmarks, tests)."""
+        if not self._closed:
+            await self._drain_once(asyncio.get_running_loop())
+
     async def close(self) -> None:
         """Write what is queued, close the sink (its files become visible), stop."""
         if self._closed:
@@ -208,32 +213,57 @@ class FeatureLog:
 
     def _write(self, items: list[_Item]) -> None:
         """In the writer thread: sample batches, decode, write, rotate."""
-        groups: dict[str, tuple[LogSchema, list[LogRow]]] = {}
+        groups: dict[str, tuple[LogSchema, LogColumns]] = {}
         for target, now_ms, rid, entities, ats, wires, request, decided in items:
             schema = target.schema
             group = groups.get(schema.hash)
             if group is None:
-                group = groups[schema.hash] = (schema, [])
-            rows = group[1]
-            for i in range(len(wires)):
-                if decided or target.sampler.selected(entities[i]):
-                    rows.append(LogRow(now_ms, rid, i, target.config_version, ats[i],
-                                       entities[i], request_context(schema, request, i),
-                                       wires[i]))
-        for schema, rows in groups.values():
-            if rows:
-                self._write_rows(schema, rows)
+                group = groups[schema.hash] = (schema, LogColumns())
+            cols = group[1]
+            if decided and len(wires) == 1:  # GetFeatures: most items
+                cols.at_ms.append(ats[0])
+                cols.keys.append(entities[0])
+                cols.wires.append(wires[0])
+                cols.entity.append(0)
+                cols.request_time_ms.append(now_ms)
+                cols.request_id.append(rid)
+                cols.config_version.append(target.config_version)
+                if schema.context:
+                    cols.context.append(request_context(schema, request, 0))
+                continue
+            if decided:
+                n = len(wires)
+                kept: Sequence[int] = range(n)
+                cols.at_ms.extend(ats)
+                cols.keys.extend(entities)
+                cols.wires.extend(wires)
+            else:
+                selected = target.sampler.selected
+                kept = [i for i in range(len(wires)) if selected(entities[i])]
+                n = len(kept)
+                cols.at_ms.extend([ats[i] for i in kept])
+                cols.keys.extend([entities[i] for i in kept])
+                cols.wires.extend([wires[i] for i in kept])
+            cols.entity.extend(kept)
+            cols.request_time_ms.extend([now_ms] * n)
+            cols.request_id.extend([rid] * n)
+            cols.config_version.extend([target.config_version] * n)
+            if schema.context:
+                cols.context.extend([request_context(schema, request, i) for i in kept])
+        for schema, cols in groups.values():
+            if len(cols):
+                self._write_rows(schema, cols)
         try:
             self.sink.tick()
         except Exception as exc:
             self._metrics.log_limited(log, "featurelog.tick", "feature log: %r", exc)
 
-    def _write_rows(self, schema: LogSchema, rows: list[LogRow]) -> None:
+    def _write_rows(self, schema: LogSchema, rows: LogColumns) -> None:
         metrics = self._metrics
         service = schema.service
         malformed = 0
         try:
-            batch, malformed = record_batch(schema, rows)
+            batch, malformed = columns_batch(schema, rows)
             if batch is not None:
                 self.sink.write(LogBatch(schema, batch))
         except Exception as exc:
