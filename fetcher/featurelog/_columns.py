@@ -247,20 +247,39 @@ def columns_batch(schema: LogSchema, records: LogColumns) -> tuple[pa.RecordBatc
     return _build(schema, records, vectors), 0
 
 
-def _column(kind: FeatureType, index: int, v: _Vectors, width: int, list_at: int,
-            absent: NDArray[np.bool_]) -> pa.Array[Any]:
-    arrow = ARROW_TYPES[kind]
-    if kind is FeatureType.DOUBLE:
-        return pa.array(np.ascontiguousarray(v.doubles[:, index]), arrow, mask=absent)
-    if kind is FeatureType.INT64:
-        return pa.array(np.ascontiguousarray(v.int64s[:, index]), arrow, mask=absent)
-    if kind is FeatureType.BOOL:
-        return pa.array(np.ascontiguousarray(v.bools[:, index]), arrow, mask=absent)
-    if kind is FeatureType.STRING:
-        return pa.array(v.strings[index::width], arrow, mask=absent)
-    if kind is FeatureType.BYTES:
-        return pa.array(v.blobs[index::width], arrow, mask=absent)
-    return pa.array(v.lists[list_at], arrow, mask=absent)
+def _matrix_columns(matrix: NDArray[Any], absent: NDArray[np.bool_],
+                    arrow: pa.DataType) -> list[pa.Array[Any]]:
+    """The columns of an (entities, k) matrix as k arrays, built with one conversion: the
+    matrix is transposed, converted whole and sliced (a slice costs no copy)."""
+    n, k = matrix.shape
+    if k == 0:
+        return []
+    whole = pa.array(np.ascontiguousarray(matrix.T).ravel(), arrow,
+                     mask=np.ascontiguousarray(absent.T).ravel())
+    return [whole.slice(i * n, n) for i in range(k)]
+
+
+def _value_columns(schema: LogSchema, v: _Vectors, absent: NDArray[np.bool_]) -> list[Any]:
+    """One array per feature, in feature order: null unless PRESENT."""
+    by_slot: dict[int, list[int]] = {}
+    for j, f in enumerate(schema.features):
+        by_slot.setdefault(f.slot, []).append(j)
+    out: list[Any] = [None] * len(schema.features)
+    for slot, matrix, arrow in ((SLOT_DOUBLE, v.doubles, pa.float64()),
+                                (SLOT_INT64, v.int64s, pa.int64()),
+                                (SLOT_BOOL, v.bools, pa.bool_())):
+        js = by_slot.get(slot, [])
+        for j, column in zip(js, _matrix_columns(matrix, absent[:, js], arrow), strict=True):
+            out[j] = column
+    width = schema.slot_counts
+    for slot, values in ((SLOT_STRING, v.strings), (SLOT_BYTES, v.blobs)):
+        for j in by_slot.get(slot, []):
+            f = schema.features[j]
+            out[j] = pa.array(values[f.index::width[slot]], ARROW_TYPES[f.type],
+                              mask=absent[:, j])
+    for at, j in enumerate(by_slot.get(SLOT_LIST, [])):
+        out[j] = pa.array(v.lists[at], ARROW_TYPES[schema.features[j].type], mask=absent[:, j])
+    return out
 
 
 def _build(schema: LogSchema, r: LogColumns, v: _Vectors) -> pa.RecordBatch:
@@ -288,25 +307,17 @@ def _build(schema: LogSchema, r: LogColumns, v: _Vectors) -> pa.RecordBatch:
             children, fields=list(schema.arrow.field("context").type),
             mask=pa.array(missing, pa.bool_())))
     if schema.features:
-        counts = schema.slot_counts
-        values, statuses = [], []
-        list_at = 0
-        for j, f in enumerate(schema.features):
-            column = v.statuses[:, j]
-            values.append(_column(f.type, f.index, v, counts[f.slot], list_at,
-                                  column != _PRESENT))
-            if f.slot == SLOT_LIST:
-                list_at += 1
-            statuses.append(pa.DictionaryArray.from_arrays(
-                pa.array(column.astype(np.int8), pa.int8()), _STATUS_DICTIONARY))
+        absent = v.statuses != _PRESENT
+        codes = pa.array(np.ascontiguousarray(v.statuses.T).astype(np.int8).ravel(), pa.int8())
+        whole = pa.DictionaryArray.from_arrays(codes, _STATUS_DICTIONARY)
+        statuses = [whole.slice(j * n, n) for j in range(len(schema.features))]
         arrays.append(pa.StructArray.from_arrays(
-            values, fields=list(schema.arrow.field("values").type)))
+            _value_columns(schema, v, absent), fields=list(schema.arrow.field("values").type)))
         arrays.append(pa.StructArray.from_arrays(
             statuses, fields=list(schema.arrow.field("statuses").type)))
     if schema.joins:
         # 0 on the wire: the join had no row (no event time).
-        times = [pa.array(np.ascontiguousarray(v.event_ms[:, i]), TIMESTAMP,
-                          mask=v.event_ms[:, i] == 0) for i in range(len(schema.joins))]
+        times = _matrix_columns(v.event_ms, v.event_ms == 0, TIMESTAMP)
         arrays.append(pa.StructArray.from_arrays(
             times, fields=list(schema.arrow.field("event_times").type)))
     return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow)
