@@ -38,6 +38,7 @@ from fetcher.metrics import Metrics
 log = logging.getLogger("fetcher.featurelog")
 
 DRAIN_INTERVAL_S = 0.25
+WRITE_CHUNK = 1024
 # Plans remembered at most (each holds its snapshot's plan alive): reloads add new ones.
 _MAX_TARGETS = 1024
 
@@ -207,9 +208,22 @@ class FeatureLog:
 
     async def _drain_once(self, loop: asyncio.AbstractEventLoop) -> None:
         items, self._items = self._items, []
-        self.pending = 0
-        # Shielded: a cancelled drain must not leave a write half done in the thread.
-        await asyncio.shield(loop.run_in_executor(self._executor, self._write, items))
+        # In chunks of about WRITE_CHUNK vectors: a small working set for the writer (the
+        # request path's data stays in the CPU caches) and the loop runs between chunks.
+        # Vectors not yet written still count in `pending`: the queue bound holds.
+        start = 0
+        while start < len(items):
+            chunk: list[_Item] = []
+            count = 0
+            while start < len(items) and (not chunk or count < WRITE_CHUNK):
+                count += len(items[start][5])
+                chunk.append(items[start])
+                start += 1
+            # Shielded: a cancelled drain must not leave a write half done in the thread.
+            await asyncio.shield(loop.run_in_executor(self._executor, self._write, chunk))
+            self.pending -= count
+        if not items:
+            await asyncio.shield(loop.run_in_executor(self._executor, self._write, items))
 
     def _write(self, items: list[_Item]) -> None:
         """In the writer thread: sample batches, decode, write, rotate."""

@@ -27,6 +27,7 @@ from tests.e2e.lifecycle_support import (
     child_pids,
     copy_config,
     free_port,
+    run_serve,
     scrape,
     start_server,
     stub,
@@ -178,3 +179,15 @@ def test_sigkill_mid_write_leaves_only_files_a_reader_opens(tmp_path: Path) -> N
     for temp in _temp_files(log_dir):  # what SIGKILL left is hidden and not a Parquet file
         with pytest.raises(Exception):  # noqa: B017 (pyarrow raises ArrowInvalid or OSError)
             pq.read_table(temp)
+
+
+def test_a_log_directory_that_cannot_be_made_stops_the_start_with_exit_2(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    settings = write_settings(tmp_path, "[log.features]\nenabled = true\n"
+                                        f'directory = "{tmp_path / "a-file" / "log"}"\n')
+    result = run_serve(settings)
+    assert result.returncode == 2, result.stderr
+    assert "log.features.directory: cannot use" in result.stderr
+    assert "Fix:" in result.stderr

@@ -114,20 +114,21 @@ async def test_a_full_queue_drops_and_counts_without_making_answers_wait(
             answered += len(response.vector.statuses) > 0
         # Every answer came back while the writer was still stuck: nothing waited for it.
         assert answered == 50 and not sink.release.is_set() and not sink.batches
+        # The bound counts the vector the writer holds: it is not written yet.
         assert h.log.pending == 10
         dropped = {"service": SERVICE, "reason": "queue_full"}
-        assert _sample(h, "fetcher_feature_log_dropped_total", dropped) == 40
+        assert _sample(h, "fetcher_feature_log_dropped_total", dropped) == 41
         assert _sample(h, "fetcher_feature_log_queue_records", {}) == 10
         # A batch that does not fit is dropped whole (its sampling is not decided yet).
         await h.batch(SERVICE, [{"user_id": 1, "merchant_id": 1}] * 3, "batch")
-        assert _sample(h, "fetcher_feature_log_dropped_total", dropped) == 43
+        assert _sample(h, "fetcher_feature_log_dropped_total", dropped) == 44
     finally:
         sink.release.set()
         await h.close()
     rows = sum(b.records.num_rows for b in sink.batches)
-    assert rows == 11 and sink.closed  # the first one, then the ten queued
+    assert rows == 10 and sink.closed  # the first one, then the nine queued
     ids = [rid for b in sink.batches for rid in b.records.column("request_id").to_pylist()]
-    assert ids == ["first"] + [f"q{i}" for i in range(10)]
+    assert ids == ["first"] + [f"q{i}" for i in range(9)]
 
 
 async def test_close_writes_the_queue_and_later_requests_are_ignored(tmp_path: Path) -> None:
@@ -177,3 +178,20 @@ async def test_register_decides_once_per_plan(tmp_path: Path, percent: float) ->
     assert entry[0] is plan and (entry[1] is None) == (percent == 0.0)
     await h.close()
     assert closed_files(Path(h.settings.directory), SERVICE) == []
+
+
+async def test_a_drain_is_written_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fetcher.featurelog._log.WRITE_CHUNK", 3)
+    sink = BlockingSink()
+    sink.release.set()
+    h = LogHarness(tmp_path, demo_snapshot_with({}), sink=sink)
+    await h.fill(users=5, merchants=5)
+    for i in range(7):
+        await h.get(SERVICE, {"user_id": i % 5, "merchant_id": 1}, f"k{i}")
+    await h.batch(SERVICE, [{"user_id": 1, "merchant_id": 1}] * 5, "big")
+    await h.log.flush()
+    assert [b.records.num_rows for b in sink.batches] == [3, 3, 1 + 5]
+    assert h.log.pending == 0
+    await h.close()
