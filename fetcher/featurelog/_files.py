@@ -182,9 +182,13 @@ class FileSink:
         records)` for the records of a file given up after a write error."""
         self.root = Path(directory)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._tag = tag or writer_tag()
+        # Fail at start, not at the first record: a read-only or full file system.
+        probe = self.root / f".probe-{self._tag}"
+        probe.write_bytes(b"")
+        probe.unlink()
         self._max_bytes = max_file_bytes
         self._max_seconds = max_file_seconds
-        self._tag = tag or writer_tag()
         self._monotonic = monotonic
         self._closed_cb = closed
         self._lost_cb = lost
