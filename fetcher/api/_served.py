@@ -23,9 +23,10 @@ class ServedLog(Protocol):
         plan: TargetPlan,
         entities: Sequence[Sequence[KeyValue]],
         ats: Sequence[int | None],
+        contexts: Sequence[Sequence[Any]] | None,
         wires: Sequence[bytes],
-        request: Any,
     ) -> None:
         """One request's entities (request key values, in the plan's key order), their
-        `at`s, the FeatureVector wire bytes sent for each, and the request message."""
+        `at`s, their request-time values (in the plan's context order; None when the
+        target declares none) and the FeatureVector wire bytes sent for each."""
         ...

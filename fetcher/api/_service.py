@@ -151,7 +151,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         )
         response = view.response_wire(wires[0])
         if self._served_log is not None:
-            self._served_log.served(snap.catalog, plan, [values], [at], wires, request)
+            self._served_log.served(snap.catalog, plan, [values], [at], contexts, wires)
         self._count_served(plan.name, 1)
         self._observe("GetFeatures", grpc.StatusCode.OK, started)
         return response
@@ -198,7 +198,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):  # type: ignore[misc,unus
         )
         response = view.batch_response_wire(wires)
         if self._served_log is not None:
-            self._served_log.served(snap.catalog, plan, entities, ats, wires, request)
+            self._served_log.served(snap.catalog, plan, entities, ats, contexts, wires)
         self._count_served(plan.name, len(wires))
         self._observe("GetBatchFeatures", grpc.StatusCode.OK, started)
         return response

@@ -9,7 +9,7 @@ metrics layers, and the protos (it decodes the vectors the server sent).
 
 from fetcher.featurelog._columns import LogColumns, LogRow, columns_batch, record_batch
 from fetcher.featurelog._files import ClosedFile, FileSink, closed_files, service_dir
-from fetcher.featurelog._log import FeatureLog, request_context
+from fetcher.featurelog._log import FeatureLog
 from fetcher.featurelog._read import LogReadError, ReadSummary, read_logs
 from fetcher.featurelog._sampling import BUCKETS, Sampler, sample_bucket, sample_threshold
 from fetcher.featurelog._schema import LogSchema, log_schema, service_descriptor
@@ -33,7 +33,6 @@ __all__ = [
     "log_schema",
     "read_logs",
     "record_batch",
-    "request_context",
     "sample_bucket",
     "sample_threshold",
     "service_descriptor",

@@ -43,6 +43,7 @@ _LIST_FIELD = {
     FeatureType.INT64_LIST: "int64_values",
     FeatureType.STRING_LIST: "string_values",
     FeatureType.BOOL_LIST: "bool_values",
+    FeatureType.BYTES_LIST: "bytes_values",
 }
 # FeatureVector fields read from its packed serialization: statuses, doubles, int64s,
 # bools, event times.

@@ -2,7 +2,8 @@
 
 The request path calls `FeatureLog.served` once per answered request. For one entity it
 decides the sample (one SHA-256, fetcher.featurelog._sampling) and appends what the server
-already built (request keys, the vector's wire bytes, a clock read and the request id) to
+already built (request keys, request-time values, the vector's wire bytes, a clock read and
+the request id) to
 a bounded in-memory queue; a batch is appended whole and sampled in the writer (hashing
 hundreds of keys would cost the request path ~1.5 µs each). When the queue holds
 `queue_size` entity vectors, more are dropped and counted, never waited for.
@@ -43,17 +44,6 @@ WRITE_CHUNK = 1024
 _MAX_TARGETS = 1024
 
 
-def request_context(schema: LogSchema, request: Any, entity: int) -> Sequence[Any] | None:
-    """The request-time values of one entity, one per `schema.context` value, or None.
-
-    REQUEST-TIME VALUES (issue 17, "Derived and request-time features"): GetFeatures and
-    GetBatchFeatures carry no context values on the wire yet. When the proto adds them,
-    read them from `request` here (in the writer thread: never on the request path); the
-    schema already has their columns (`context`, null until then).
-    """
-    return None
-
-
 class _Target:
     """What the log needs of one served plan, built on its first request."""
 
@@ -68,10 +58,11 @@ class _Target:
         self.dropped = metrics.feature_log_dropped.labels(schema.service, "queue_full")
 
 
-# target, request time ms, request id, entities' key values, ats, vector wires, request,
-# whether every entity of it is kept (sampling already decided)
+# target, request time ms, request id, entities' key values, ats, vector wires, the
+# entities' request-time values (or None), whether every entity of it is kept (sampling
+# already decided)
 _Item = tuple[_Target, int, str, Sequence[Sequence[KeyValue]], Sequence[int | None],
-              Sequence[bytes], Any, bool]
+              Sequence[bytes], Sequence[Sequence[Any]] | None, bool]
 
 
 class FeatureLog:
@@ -119,10 +110,10 @@ class FeatureLog:
         plan: TargetPlan,
         entities: Sequence[Sequence[KeyValue]],
         ats: Sequence[int | None],
+        contexts: Sequence[Sequence[Any]] | None,
         wires: Sequence[bytes],
-        request: Any,
     ) -> None:
-        """Queue what one request served (never blocks, never raises)."""
+        """Queue what one request served (never blocks, never raises): the api's ServedLog."""
         try:
             entry = self._targets.get(id(plan))
             if entry is None or entry[0] is not plan:
@@ -140,7 +131,7 @@ class FeatureLog:
                 target.dropped.inc(count)
                 return
             self._items.append((target, time.time_ns() // 1_000_000, self._request_id(),
-                                entities, ats, wires, request, decided))
+                                entities, ats, wires, contexts, decided))
             self.pending += count
             if self.pending >= self._wake_at:
                 self._wakeup.set()
@@ -157,7 +148,7 @@ class FeatureLog:
         if service is not None:
             sampler = Sampler(plan.name, plan.request_keys, service.sample_percent)
             if not sampler.none:
-                descriptor = log_schema(service_descriptor(service, plan))
+                descriptor = log_schema(service_descriptor(plan))
                 schema = self._schemas.setdefault(descriptor.hash, descriptor)
                 target = _Target(schema, sampler, catalog.version, self._metrics)
         entry = (plan, target)
@@ -228,7 +219,7 @@ class FeatureLog:
     def _write(self, items: list[_Item]) -> None:
         """In the writer thread: sample batches, decode, write, rotate."""
         groups: dict[str, tuple[LogSchema, LogColumns]] = {}
-        for target, now_ms, rid, entities, ats, wires, request, decided in items:
+        for target, now_ms, rid, entities, ats, wires, contexts, decided in items:
             schema = target.schema
             group = groups.get(schema.hash)
             if group is None:
@@ -243,7 +234,7 @@ class FeatureLog:
                 cols.request_id.append(rid)
                 cols.config_version.append(target.config_version)
                 if schema.context:
-                    cols.context.append(request_context(schema, request, 0))
+                    cols.context.append(contexts[0] if contexts else None)
                 continue
             if decided:
                 n = len(wires)
@@ -263,7 +254,7 @@ class FeatureLog:
             cols.request_id.extend([rid] * n)
             cols.config_version.extend([target.config_version] * n)
             if schema.context:
-                cols.context.extend([request_context(schema, request, i) for i in kept])
+                cols.context.extend([contexts[i] if contexts else None for i in kept])
         for schema, cols in groups.values():
             if len(cols):
                 self._write_rows(schema, cols)

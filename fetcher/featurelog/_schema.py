@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from fetcher.engine import TargetPlan
-from fetcher.types import FeatureService, FeatureType, KeyColumn, KeyType, Status
+from fetcher.types import FeatureType, KeyColumn, KeyType, Status
 
 #: The version of the record layout below (the descriptor's "log_format").
 LOG_FORMAT = 1
@@ -43,6 +43,7 @@ ARROW_TYPES: dict[FeatureType, pa.DataType] = {
     FeatureType.INT64_LIST: pa.list_(pa.int64()),
     FeatureType.STRING_LIST: pa.list_(pa.string()),
     FeatureType.BOOL_LIST: pa.list_(pa.bool_()),
+    FeatureType.BYTES_LIST: pa.list_(pa.binary()),
 }
 KEY_ARROW_TYPES: dict[KeyType, pa.DataType] = {
     KeyType.INT64: pa.int64(),
@@ -66,6 +67,7 @@ SLOT_OF: dict[FeatureType, int] = {
     FeatureType.INT64_LIST: SLOT_LIST,
     FeatureType.STRING_LIST: SLOT_LIST,
     FeatureType.BOOL_LIST: SLOT_LIST,
+    FeatureType.BYTES_LIST: SLOT_LIST,
 }
 
 
@@ -82,11 +84,14 @@ class LoggedFeature:
 
 @dataclass(frozen=True, slots=True)
 class LoggedJoin:
-    """One join of the service: its group, prefix, and its field in `event_times`."""
+    """One event time of the vector: a join (its group, prefix) or, last, the service's
+    derived features (`derived`: their pseudo group, named like the service), and its
+    field in `event_times`."""
 
     group: str
     prefix: str
     field: str
+    derived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,18 +132,25 @@ def _event_fields(groups: Sequence[str]) -> list[str]:
     return out
 
 
-def service_descriptor(service: FeatureService, plan: TargetPlan) -> dict[str, Any]:
-    """The descriptor of what `plan` serves for `service` (keys, context, joins, features)."""
-    groups = [join.group.name for join in plan.joins]
+def service_descriptor(plan: TargetPlan) -> dict[str, Any]:
+    """The descriptor of what a feature service's plan serves: its request keys, request-time
+    values, the event times of its vector (its joins', then its derived features' pseudo
+    group when it has derivations) and its features in vector order."""
+    groups = list(plan.groups)
     fields = _event_fields(groups)
+    joins: list[dict[str, Any]] = [
+        {"group": g, "prefix": join.prefix, "event_time_field": f}
+        for g, join, f in zip(groups, plan.joins, fields, strict=False)]
+    if len(groups) > len(plan.joins):  # the derived features' pseudo group
+        joins.append({"group": groups[-1], "prefix": "", "event_time_field": fields[-1],
+                      "derived": True})
     return {
         "log_format": LOG_FORMAT,
         "service": plan.name,
         "keys": [{"name": k.name, "type": KEY_TYPE_NAMES[k.type]} for k in plan.request_keys],
         "context": [{"name": c.name, "type": FEATURE_TYPE_NAMES[c.type]}
-                    for c in service.context],
-        "joins": [{"group": g, "prefix": join.prefix, "event_time_field": f}
-                  for g, join, f in zip(groups, plan.joins, fields, strict=True)],
+                    for c in plan.context],
+        "joins": joins,
         "features": [
             {"name": name, "type": FEATURE_TYPE_NAMES[kind],
              "join": join if 0 <= join < len(groups) else None}
@@ -153,7 +165,8 @@ def log_schema(descriptor: dict[str, Any]) -> LogSchema:
     text = canonical_json(descriptor)
     keys = tuple(KeyColumn(k["name"], _KEY_TYPES[k["type"]]) for k in descriptor["keys"])
     context = tuple((c["name"], _FEATURE_TYPES[c["type"]]) for c in descriptor["context"])
-    joins = tuple(LoggedJoin(j["group"], j["prefix"], j["event_time_field"])
+    joins = tuple(LoggedJoin(j["group"], j["prefix"], j["event_time_field"],
+                             bool(j.get("derived", False)))
                   for j in descriptor["joins"])
     counts = [0] * 6
     features: list[LoggedFeature] = []

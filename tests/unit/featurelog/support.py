@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from fetcher.api._service import FeatureServicer
 from fetcher.api._snapshot import Snapshot, build_snapshot
-from fetcher.client import decode_vectors, key_value
+from fetcher.client import decode_vectors, event_value, key_value
 from fetcher.config import FeatureLogSettings
 from fetcher.featurelog import FeatureLog, LogBatch, closed_files
 from fetcher.v1 import feature_service_pb2 as pb
@@ -90,10 +90,13 @@ class LogHarness:
             await self.h.write("merchant_stats", [m],
                                record(self.h.group("merchant_stats"), m), now - MINUTE_MS)
 
-    async def get(self, service: str, keys: dict[str, Any], rid: str) -> pb.GetFeaturesResponse:
-        """GetFeatures through the servicer with request id `rid`."""
+    async def get(self, service: str, keys: dict[str, Any], rid: str,
+                  context: dict[str, Any] | None = None) -> pb.GetFeaturesResponse:
+        """GetFeatures through the servicer with request id `rid` (and request-time values)."""
         request = pb.GetFeaturesRequest(feature_service=service,
                                         keys={k: key_value(v) for k, v in keys.items()})
+        for name, value in (context or {}).items():
+            request.context[name].CopyFrom(event_value(value))
         token = REQUEST_ID.set(rid)
         try:
             wire = await self.servicer.get_features_wire(request, self.context)  # type: ignore[arg-type]
@@ -101,13 +104,18 @@ class LogHarness:
             REQUEST_ID.reset(token)
         return pb.GetFeaturesResponse.FromString(wire)
 
-    async def batch(self, service: str, entities: Sequence[dict[str, Any]],
-                    rid: str) -> pb.GetBatchFeaturesResponse:
-        """GetBatchFeatures through the servicer with request id `rid`."""
+    async def batch(self, service: str, entities: Sequence[dict[str, Any]], rid: str,
+                    contexts: Sequence[dict[str, Any]] | None = None,
+                    ) -> pb.GetBatchFeaturesResponse:
+        """GetBatchFeatures through the servicer with request id `rid` (and each entity's
+        request-time values)."""
         request = pb.GetBatchFeaturesRequest(
             feature_service=service,
             entities=[pb.Entity(keys={k: key_value(v) for k, v in e.items()})
                       for e in entities])
+        for entity, values in zip(request.entities, contexts or [], strict=False):
+            for name, value in values.items():
+                entity.context[name].CopyFrom(event_value(value))
         token = REQUEST_ID.set(rid)
         try:
             wire = await self.servicer.get_batch_features_wire(request, self.context)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fetcher.featurelog import FeatureLog, closed_files
+from tests.unit.derive_support import NAMES, derived_snapshot
 from tests.unit.featurelog.support import (
     BlockingSink,
     LogHarness,
@@ -173,7 +174,7 @@ async def test_register_decides_once_per_plan(tmp_path: Path, percent: float) ->
     h = LogHarness(tmp_path, snapshot)
     plan = snapshot.plans.services[SERVICE]
     log: FeatureLog = h.log
-    log.served(snapshot.catalog, plan, [[1, 2]], [None], [b""], None)
+    log.served(snapshot.catalog, plan, [[1, 2]], [None], None, [b""])
     entry = log._targets[id(plan)]
     assert entry[0] is plan and (entry[1] is None) == (percent == 0.0)
     await h.close()
@@ -195,3 +196,36 @@ async def test_a_drain_is_written_in_chunks(
     assert [b.records.num_rows for b in sink.batches] == [3, 3, 1 + 5]
     assert h.log.pending == 0
     await h.close()
+
+
+async def test_request_time_values_and_derived_features_are_logged(tmp_path: Path) -> None:
+    snapshot = derived_snapshot()
+    h = LogHarness(tmp_path, snapshot)
+    await h.log.start()
+    await h.fill(users=10, merchants=10)
+    sent = {}
+    for i in range(6):
+        context = {"amount": 10.0 * i, "channel": "web" if i % 2 else "app"}
+        keys = {"user_id": i, "merchant_id": i + 5}  # merchants 10 and up are not stored
+        sent[f"d{i}"] = (context, await h.get(SERVICE, keys, f"d{i}", context))
+    entities = [{"user_id": u, "merchant_id": 1} for u in range(3)]
+    contexts = [{"amount": 1.5, "channel": "web"}, {"amount": 0.0, "channel": "app"},
+                {"amount": 2.0, "channel": "x"}]
+    batch = await h.batch(SERVICE, entities, "db", contexts)
+    await h.close()
+    records = {(r["request_id"], r["entity"]): r for r in h.records(SERVICE)}
+    assert len(records) == 9
+    for rid, (context, response) in sent.items():
+        rec = records[(rid, 0)]
+        assert rec["context"] == context
+        meta = response.metadata
+        assert list(meta.groups)[-1] == SERVICE  # the derived features' pseudo group
+        assert record_of(rec, meta.groups, meta.feature_groups) == expected_record(
+            meta, response.vector)
+        assert set(NAMES) <= set(rec["values"])
+    for i, context in enumerate(contexts):
+        rec = records[("db", i)]
+        assert rec["context"] == context
+        assert record_of(rec, batch.metadata.groups, batch.metadata.feature_groups) == (
+            expected_record(batch.metadata, batch.vectors[i]))
+    assert records[("db", 1)]["statuses"]["per_amount"] == "ERROR"  # 100 / 0
