@@ -10,10 +10,27 @@ from fetcher.engine._derive import ColumnReader, DerivedPlan, Pick
 from fetcher.engine._fetch import FetchEngine
 from fetcher.engine._merge import EntityVector
 from fetcher.engine._plan import KeyEncoder, PlanError, Plans, TargetPlan, build_plans
-from fetcher.engine._rows import ValuesEncoder, varint
+from fetcher.engine._rows import (
+    SLOT_BOOL,
+    SLOT_BYTES,
+    SLOT_DOUBLE,
+    SLOT_INT64,
+    SLOT_LIST,
+    SLOT_OF_TYPE,
+    SLOT_STRING,
+    ValuesEncoder,
+    varint,
+)
 from fetcher.engine._tiers import CacheTiers, StoreHandle
 
 __all__ = [
+    "SLOT_BOOL",
+    "SLOT_BYTES",
+    "SLOT_DOUBLE",
+    "SLOT_INT64",
+    "SLOT_LIST",
+    "SLOT_OF_TYPE",
+    "SLOT_STRING",
     "CacheTiers",
     "ColumnReader",
     "DerivedPlan",

@@ -18,16 +18,11 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from fetcher.engine import SLOT_BOOL, SLOT_BYTES, SLOT_DOUBLE, SLOT_INT64, SLOT_LIST, SLOT_STRING
 from fetcher.featurelog._schema import (
     ARROW_TYPES,
     KEY_ARROW_TYPES,
     MAX_STATUS,
-    SLOT_BOOL,
-    SLOT_BYTES,
-    SLOT_DOUBLE,
-    SLOT_INT64,
-    SLOT_LIST,
-    SLOT_STRING,
     STATUS_NAMES,
     TIMESTAMP,
     LogSchema,

@@ -18,7 +18,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from fetcher.engine import TargetPlan
+from fetcher.engine import (
+    SLOT_OF_TYPE,
+    TargetPlan,
+)
 from fetcher.types import FeatureType, KeyColumn, KeyType, Status
 
 #: The version of the record layout below (the descriptor's "log_format").
@@ -55,20 +58,9 @@ KEY_TYPE_NAMES = {t: t.name.lower() for t in KeyType}
 _FEATURE_TYPES = {v: k for k, v in FEATURE_TYPE_NAMES.items()}
 _KEY_TYPES = {v: k for k, v in KEY_TYPE_NAMES.items()}
 
-# The FeatureVector slot of each feature type (fetcher.v1: one packed array per slot).
-SLOT_DOUBLE, SLOT_INT64, SLOT_STRING, SLOT_BOOL, SLOT_BYTES, SLOT_LIST = range(6)
-SLOT_OF: dict[FeatureType, int] = {
-    FeatureType.DOUBLE: SLOT_DOUBLE,
-    FeatureType.INT64: SLOT_INT64,
-    FeatureType.STRING: SLOT_STRING,
-    FeatureType.BOOL: SLOT_BOOL,
-    FeatureType.BYTES: SLOT_BYTES,
-    FeatureType.DOUBLE_LIST: SLOT_LIST,
-    FeatureType.INT64_LIST: SLOT_LIST,
-    FeatureType.STRING_LIST: SLOT_LIST,
-    FeatureType.BOOL_LIST: SLOT_LIST,
-    FeatureType.BYTES_LIST: SLOT_LIST,
-}
+# The FeatureVector slot of each feature type (fetcher.v1: one packed array per slot):
+# the engine's, which writes the vectors this log reads back.
+SLOT_OF = SLOT_OF_TYPE
 
 
 @dataclass(frozen=True, slots=True)
