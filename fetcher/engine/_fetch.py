@@ -357,7 +357,8 @@ class FetchEngine:
             full_timeout = False
         elif slots is not None:
             await slots.acquire()  # free slot: returns at once, no suspension
-        now_ms = time.time_ns() // 1_000_000
+        # The read time of aggregation keys read as of now (plain reads need no clock).
+        now_ms = time.time_ns() // 1_000_000 if aggregates else 0
         started = time.perf_counter()
         verdict = False  # until the breaker hears success or failure, it hears abandon
         guard.entered()
