@@ -37,34 +37,39 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 
 class EventValueError(ValueError):
-    """An event value that does not fit its column; the message names the column."""
+    """An event value that does not fit its column; `field` names the column."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 def _check_scalar(name: str, column_type: str, value: Any) -> Any:
     if column_type in _INTEGER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise EventValueError(f"{name}: {type(value).__name__} is not an integer")
+            raise EventValueError(name, f"{type(value).__name__} is not an integer")
         low, high = _INT32 if column_type == "int32" else _INT64
         if not low <= value <= high:
-            raise EventValueError(f"{name}: {value} does not fit {column_type}")
+            raise EventValueError(name, f"{value} does not fit {column_type}")
         return value
     if column_type in _FLOAT_TYPES:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise EventValueError(f"{name}: {type(value).__name__} is not a number")
+            raise EventValueError(name, f"{type(value).__name__} is not a number")
         return float(value)
     if column_type == "string":
         if not isinstance(value, str):
-            raise EventValueError(f"{name}: {type(value).__name__} is not a string")
+            raise EventValueError(name, f"{type(value).__name__} is not a string")
         return value
     if column_type == "bool":
         if not isinstance(value, bool):
-            raise EventValueError(f"{name}: {type(value).__name__} is not a bool")
+            raise EventValueError(name, f"{type(value).__name__} is not a bool")
         return value
     if column_type == "bytes":
         if not isinstance(value, bytes | bytearray):
-            raise EventValueError(f"{name}: {type(value).__name__} is not bytes")
+            raise EventValueError(name, f"{type(value).__name__} is not bytes")
         return bytes(value)
-    raise EventValueError(f"{name}: column type {column_type!r} is not supported")
+    raise EventValueError(name, f"column type {column_type!r} is not supported")
 
 
 def check_value(name: str, column_type: str, value: Any) -> Any:
@@ -77,11 +82,11 @@ def check_value(name: str, column_type: str, value: Any) -> Any:
     if column_type.startswith("list<") and column_type.endswith(">"):
         item_type = column_type[5:-1]
         if not isinstance(value, list | tuple):
-            raise EventValueError(f"{name}: {type(value).__name__} is not a list")
+            raise EventValueError(name, f"{type(value).__name__} is not a list")
         items = []
         for i, item in enumerate(value):
             if item is None:
-                raise EventValueError(f"{name}[{i}]: a list item may not be null")
+                raise EventValueError(f"{name}[{i}]", "a list item may not be null")
             items.append(_check_scalar(f"{name}[{i}]", item_type, item))
         return items
     return _check_scalar(name, column_type, value)
@@ -101,7 +106,7 @@ class EventCodec:
         unknown = [k for k in record if k not in self.names]
         if unknown:
             raise EventValueError(
-                f"{unknown[0]!r:.60}: not an input column (columns: {', '.join(self.names)})"
+                f"{unknown[0]!r:.60}", f"not an input column (columns: {', '.join(self.names)})"
             )
         return tuple(
             check_value(n, t, record.get(n)) for n, t in zip(self.names, self.types, strict=True)

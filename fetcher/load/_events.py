@@ -115,7 +115,7 @@ class EventWriter:
         try:
             checked = codec.values(values)
         except EventValueError as exc:
-            raise EventRejected(f"values.{exc}".split(":")[0], str(exc)) from None
+            raise EventRejected(f"values.{exc.field}", exc.message) from None
         return PushEvent(key, ts, ident, codec.encode(checked))
 
     async def batch_ends(self, keys: Sequence[bytes]) -> dict[bytes, int]:
@@ -256,7 +256,7 @@ async def load_event_files(
                     try:
                         checked = codec.values(values)
                     except EventValueError as exc:
-                        raise RowRejected(str(exc).split(":")[0], str(exc)) from None
+                        raise RowRejected(exc.field, str(exc)) from None
                     raw_id = row.get(id_column)
                     if ts < batch_end_ms:
                         by_key.setdefault(key, []).append((ts, checked))
