@@ -77,8 +77,8 @@ class KeepK(Operator[KState]):
     def _read(self, r: Reader) -> KState:
         def entry(r: Reader) -> Entry:
             ts = r.uvarint() if self._by_time else None
-            value = r.value()
-            return (value if ts is None else ts, value_bytes(value), value)
+            value, encoded = r.value_and_bytes()
+            return (value if ts is None else ts, encoded, value)
 
         state = r.items(entry)
         if len(state) > self.k:
@@ -154,7 +154,7 @@ class UniqueCount(Operator[DistinctState]):
     def _read(self, r: Reader) -> DistinctState:
         if _read_flag(r):
             return None
-        state = {value_bytes(v) for v in r.items(Reader.value)}
+        state = {r.value_and_bytes()[1] for _ in range(r.count())}
         if len(state) > self.limit:
             raise r.fail(f"{len(state)} values past the limit {self.limit}")
         return state
@@ -210,7 +210,7 @@ class Histogram(Operator[CountsState]):
             return None
         state: dict[bytes, int] = {}
         for _ in range(r.count()):
-            key = value_bytes(r.value())
+            key = r.value_and_bytes()[1]
             n = r.uvarint()
             if n == 0 or key in state:
                 raise r.fail("a zero or repeated count")

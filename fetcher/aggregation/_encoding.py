@@ -6,6 +6,7 @@ payload byte by byte. Decoding anything malformed raises StateDecodeError, nothi
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Callable
@@ -81,6 +82,22 @@ def put_value(out: bytearray, value: object) -> None:
 
 def value_bytes(value: object) -> bytes:
     """The tagged encoding of one value (also its deterministic tie-break key)."""
+    if type(value) is float:
+        return _DOUBLE_TAG + _DOUBLE_FMT.pack(value)
+    if type(value) is str:
+        return _string_bytes(value)
+    out = bytearray()
+    put_value(out, value)
+    return bytes(out)
+
+
+_DOUBLE_TAG = bytes((_DOUBLE,))
+
+
+@functools.lru_cache(maxsize=4096)
+def _string_bytes(value: str) -> bytes:
+    # Equal strings encode to equal bytes, so a cache keyed by the string is exact (the
+    # same is not true of floats: 0.0 == -0.0). Columns of strings repeat their values.
     out = bytearray()
     put_value(out, value)
     return bytes(out)
@@ -181,6 +198,12 @@ class Reader:
             return [self.value(depth + 1) for _ in range(self.count())]
         raise self.fail(f"unknown value tag {tag}")
 
+    def value_and_bytes(self) -> tuple[Any, bytes]:
+        """A tagged value and its bytes (value_bytes of it: the encoding is canonical)."""
+        start = self.pos
+        value = self.value()
+        return value, self.data[start : self.pos]
+
     def count(self) -> int:
         """A varint item count, bounded by the bytes left (each item takes at least one)."""
         n = self.uvarint()
@@ -200,6 +223,10 @@ def header(tag: int) -> bytearray:
 
 def open_state(data: bytes, tag: int) -> Reader:
     """A Reader past the header, after checking the version and the operation tag."""
+    if type(data) is bytes and len(data) >= 2 and data[0] == FORMAT_VERSION and data[1] == tag:
+        r = Reader(data)  # the common case: checked at once, no copy
+        r.pos = 2
+        return r
     if not isinstance(data, bytes | bytearray | memoryview):
         raise StateDecodeError(f"aggregation state: {type(data).__name__}, not bytes")
     r = Reader(bytes(data))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,11 @@ from fetcher.aggregation._encoding import Reader, put_double, put_uvarint, put_v
 from fetcher.aggregation._operator import Operator
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The fast paths of decode(): the exact bytes of the common states (format 1, a one-byte
+# count, a tagged double), read at once; any other bytes take the general decoder.
+_DOUBLE_AT_3 = struct.Struct("<3xd")
+_MOMENTS_AT_3 = struct.Struct("<3xdd")
+_DOUBLE_TAG = 2
 
 
 class AggregateOverflowError(ArithmeticError):
@@ -47,6 +53,12 @@ class Count(Operator[int]):
 
     def _put(self, out: bytearray, state: int) -> None:
         put_uvarint(out, state)
+
+    def decode(self, data: bytes) -> int:
+        """The count of `encode`'s bytes; StateDecodeError if they are not one."""
+        if len(data) == 3 and data[0] == 1 and data[1] == 1 and data[2] < 0x80:
+            return data[2]
+        return Operator.decode(self, data)
 
     def _read(self, r: Reader) -> int:
         return r.uvarint()
@@ -95,6 +107,14 @@ class Sum(Operator["int | float | None"]):
     def _put(self, out: bytearray, state: int | float | None) -> None:
         if state is not None:
             put_value(out, state)
+
+    def decode(self, data: bytes) -> int | float | None:
+        """The sum of `encode`'s bytes; StateDecodeError if they are not one."""
+        if (not self.integral and len(data) == 11 and data[0] == 1 and data[1] == 2
+                and data[2] == _DOUBLE_TAG):
+            total: float = _DOUBLE_AT_3.unpack(data)[0]
+            return total
+        return Operator.decode(self, data)
 
     def _read(self, r: Reader) -> int | float | None:
         if r.at_end():
@@ -160,6 +180,13 @@ class MomentsOperator(Operator[Moments]):
             put_double(out, state[1])
             put_double(out, state[2])
 
+    def decode(self, data: bytes) -> Moments:
+        """The moments of `encode`'s bytes; StateDecodeError if they are not one."""
+        if len(data) == 19 and data[0] == 1 and 0 < data[2] < 0x80 and data[1] == self.tag:
+            mean, m2 = _MOMENTS_AT_3.unpack(data)
+            return (data[2], mean, m2)
+        return Operator.decode(self, data)
+
     def _read(self, r: Reader) -> Moments:
         n = r.uvarint()
         return (n, r.double(), r.double()) if n else (0, 0.0, 0.0)
@@ -214,6 +241,12 @@ class Extreme(Operator[Any]):
         if state is not None:
             put_value(out, state)
 
+    def decode(self, data: bytes) -> Any:
+        """The value of `encode`'s bytes; StateDecodeError if they are not one."""
+        if len(data) == 11 and data[0] == 1 and data[2] == _DOUBLE_TAG and data[1] == self.tag:
+            return _DOUBLE_AT_3.unpack(data)[0]
+        return Operator.decode(self, data)
+
     def _read(self, r: Reader) -> Any:
         return None if r.at_end() else r.value()
 
@@ -258,6 +291,6 @@ class FirstLast(Operator[Pick]):
         if r.at_end():
             return None
         ts = r.uvarint()
-        value = r.value()
-        return (ts, value_bytes(value), value)
+        value, encoded = r.value_and_bytes()
+        return (ts, encoded, value)
 

@@ -25,8 +25,13 @@ from fetcher.aggregation._windows import tile_start
 from fetcher.types import AggregationSpec
 
 PAYLOAD_VERSION = 1
-BATCH_VERSION = 1
+# Batch parts are written in format 2 (a fixed-width directory read by one struct call);
+# format 1 (varint headers between the operations) is still read.
+BATCH_VERSION = 2
+_BATCH_V1 = 1
 _NULL = 0
+_DOUBLE_TAG, _STRING_TAG = 2, 3  # value tags (docs/aggregations.md)
+_DOUBLE = struct.Struct("<d")
 _OFFSET = struct.Struct("<I")
 
 # Python types an event value of each scalar column type may arrive as.
@@ -124,6 +129,38 @@ class EventCodec:
 
     def decode(self, payload: bytes) -> tuple[Any, ...]:
         """The values of a payload; StateDecodeError when it is not one of this group's."""
+        # The common values read in line (null, a double, a short string); anything else,
+        # or anything malformed, is left to the general decoder (which names the fault).
+        out: list[Any] = []
+        pos, size = 1, len(payload)
+        if size and payload[0] == PAYLOAD_VERSION:
+            for _ in self.names:
+                if pos >= size:
+                    break
+                tag = payload[pos]
+                if tag == _NULL:
+                    out.append(None)
+                    pos += 1
+                elif tag == _DOUBLE_TAG and pos + 9 <= size:
+                    out.append(_DOUBLE.unpack_from(payload, pos + 1)[0])
+                    pos += 9
+                elif tag == _STRING_TAG and pos + 1 < size and payload[pos + 1] < 0x80:
+                    stop = pos + 2 + payload[pos + 1]
+                    if stop > size:
+                        break
+                    try:
+                        out.append(payload[pos + 2 : stop].decode())
+                    except UnicodeDecodeError:
+                        break
+                    pos = stop
+                else:
+                    break
+            else:
+                if pos == size:
+                    return tuple(out)
+        return self._decode(payload)
+
+    def _decode(self, payload: bytes) -> tuple[Any, ...]:
         r = Reader(payload)
         version = r.byte()
         if version != PAYLOAD_VERSION:
@@ -199,6 +236,8 @@ class GroupAggregator:
         Raises StateDecodeError when a batch part or an event payload does not decode
         (the whole group is then ERROR for this key).
         """
+        if at < 0:
+            raise ValueError(f"read at {at}: times are milliseconds since the epoch, >= 0")
         decode = self.codec.decode
         # Oldest first, so that order-dependent states see events in time order.
         decoded = [(ts, decode(payload)) for ts, _, payload in reversed(events) if ts < at]
@@ -218,15 +257,34 @@ class GroupAggregator:
         # of one operation that take the same events fold them once.
         folded: dict[tuple[int, int], tuple[int, Any]] = {}
         inputs: dict[tuple[int, int], list[tuple[Any, int]]] = {}
+        unpack = _OFFSET.unpack_from
         for op_index, operator, column, window_ms, hop_ms in self._features:
-            start = 0 if window_ms is None else tile_start(max(at - window_ms, 0), hop_ms)
+            if window_ms is None:
+                start = 0
+            else:
+                start = at - window_ms
+                if start < 0:
+                    start = 0
+                start -= start % hop_ms
             base = None
             first = start
             if arrays is not None and start < end:
-                base = _suffix_state(operator, payload, arrays[op_index], start, hop_ms, end)
+                # The batch part's suffix state from `start` (docs/storage-layout.md).
+                s0, m, offsets, states = arrays[op_index]
+                j, rest = divmod(start - s0, hop_ms)
+                if rest or not 0 <= j < m:
+                    raise StateDecodeError(
+                        f"batch part at {end} has no state from {start} (first {s0}, {m} states)"
+                    )
+                lo = unpack(payload, offsets + 4 * (j - 1))[0] if j else 0
+                hi = unpack(payload, offsets + 4 * j)[0]
+                if lo > hi:
+                    raise StateDecodeError("batch part: state offsets out of order")
+                base = operator.decode(payload[states + lo : states + hi])
                 first = end
-            applied, fold = folded.get((op_index, first), (-1, None))
-            if applied < 0:
+            key = (op_index, first)
+            found = folded.get(key)
+            if found is None:
                 # The column's non-null (value, ts) from `first` on, shared by its operations.
                 pairs = inputs.get((column, first))
                 if pairs is None:
@@ -236,7 +294,9 @@ class GroupAggregator:
                     ]
                 applied = len(pairs)
                 fold = operator.fold(operator.empty(), pairs)
-                folded[(op_index, first)] = (applied, fold)
+                folded[key] = (applied, fold)
+            else:
+                applied, fold = found
             if base is None:
                 state = fold
             elif applied:
@@ -261,8 +321,8 @@ class GroupAggregator:
         if end < 0:
             raise ValueError(f"batch end {end}: times are milliseconds since the epoch, >= 0")
         rows = sorted(((ts, row) for ts, row in events if ts < end), key=lambda e: e[0])
-        out = bytearray((BATCH_VERSION,))
-        put_uvarint(out, len(self.operators))
+        directory: list[int] = []
+        body = bytearray()
         column_index = {c.name: i for i, c in enumerate(self.spec.columns)}
         for operation, operator in zip(self.spec.operations, self.operators, strict=True):
             column = column_index[operation.column]
@@ -282,24 +342,82 @@ class GroupAggregator:
             for j in range(count - 1, -1, -1):
                 acc = operator.merge(tiles[j], acc)
                 encoded[j] = operator.encode(acc)
-            put_uvarint(out, hop)
-            put_uvarint(out, s0)
-            put_uvarint(out, count)
             offset = 0
             for state in encoded:
                 offset += len(state)
-                out += _OFFSET.pack(offset)
+                body += _OFFSET.pack(offset)
             for state in encoded:
-                out += state
+                body += state
+            if offset > 0xFFFFFFFF:
+                raise ValueError(f"the batch part of operation {operation.column} "
+                                 f"{operation.operation} has {offset} bytes of states (> 4 GiB)")
+            directory += (hop, s0, count, offset)
+        out = bytearray((BATCH_VERSION,))
+        put_uvarint(out, len(self.operators))
+        out += _directory(len(self.operators)).pack(*directory)
+        out += body
         return bytes(out)
+
+
+_DIRECTORIES: dict[int, struct.Struct] = {}
+
+
+def _directory(n: int) -> struct.Struct:
+    """The directory of a format-2 batch part of `n` operations: (hop, s0, m, size) each."""
+    found = _DIRECTORIES.get(n)
+    if found is None:
+        found = _DIRECTORIES[n] = struct.Struct("<" + "QQII" * n)
+    return found
 
 
 def _batch_index(payload: bytes, hops: Sequence[int]) -> list[tuple[int, int, int, int]]:
     """(s0, m, offsets position, states position) of each operation of a batch part."""
+    if not payload or payload[0] != BATCH_VERSION:
+        return _batch_index_v1(payload, hops)
+    if len(payload) > 1 and payload[1] < 0x80:  # fewer than 128 operations: one byte
+        n, pos = payload[1], 2
+    else:
+        r = Reader(payload)
+        r.pos = 1
+        n, pos = r.uvarint(), r.pos
+    if n != len(hops):
+        raise StateDecodeError(f"aggregation state: batch part of {n} operations, the group "
+                               f"has {len(hops)}")
+    directory = _directory(n)
+    start = pos
+    pos += directory.size
+    if len(payload) < pos:
+        raise StateDecodeError(f"aggregation state: batch part truncated in its directory "
+                               f"({len(payload)} bytes)")
+    fields = directory.unpack_from(payload, start)
+    out = []
+    for i in range(n):
+        hop, s0, m, size = fields[4 * i : 4 * i + 4]
+        if hop != hops[i]:
+            raise StateDecodeError(
+                f"aggregation state: operation {i} of the batch part has hop {hop} ms, the "
+                f"group's has {hops[i]} ms (a batch job must rewrite it)")
+        states = pos + 4 * m
+        if states + size > len(payload) or (
+            _OFFSET.unpack_from(payload, states - 4)[0] != size if m else size != 0
+        ):
+            raise StateDecodeError(
+                f"aggregation state: batch part operation {i}: {m} states of {size} bytes do "
+                f"not fit its {len(payload)} bytes")
+        out.append((s0, m, pos, states))
+        pos = states + size
+    if pos != len(payload):
+        raise StateDecodeError(f"aggregation state: batch part of {len(payload)} bytes, its "
+                               f"directory says {pos}")
+    return out
+
+
+def _batch_index_v1(payload: bytes, hops: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """The index of a format-1 batch part (varint headers)."""
     r = Reader(payload)
     version = r.byte()
-    if version != BATCH_VERSION:
-        raise r.fail(f"batch part version {version}, expected {BATCH_VERSION}")
+    if version != _BATCH_V1:
+        raise r.fail(f"batch part version {version}, expected {BATCH_VERSION} (or {_BATCH_V1})")
     n = r.uvarint()
     if n != len(hops):
         raise r.fail(f"batch part of {n} operations, the group has {len(hops)}")
@@ -319,25 +437,3 @@ def _batch_index(payload: bytes, hops: Sequence[int]) -> list[tuple[int, int, in
         out.append((s0, m, offsets, states))
     r.end()
     return out
-
-
-def _suffix_state(
-    operator: Operator[Any],
-    payload: bytes,
-    array: tuple[int, int, int, int],
-    start: int,
-    hop_ms: int,
-    end: int,
-) -> Any:
-    """The batch part's state of the events from `start` (a window start before `end`)."""
-    s0, m, offsets, states = array
-    j, rest = divmod(start - s0, hop_ms)
-    if rest or not 0 <= j < m:
-        raise StateDecodeError(
-            f"batch part at {end} has no state from {start} (first {s0}, {m} states)"
-        )
-    first = _OFFSET.unpack_from(payload, offsets + 4 * (j - 1))[0] if j else 0
-    last = _OFFSET.unpack_from(payload, offsets + 4 * j)[0]
-    if first > last:
-        raise StateDecodeError("batch part: state offsets out of order")
-    return operator.decode(payload[states + first : states + last])

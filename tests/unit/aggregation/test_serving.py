@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import pytest
@@ -182,6 +183,75 @@ def test_sum_overflow_is_an_error_for_that_feature_only() -> None:
 def test_batch_part_that_does_not_decode(payload: bytes) -> None:
     with pytest.raises(StateDecodeError):
         AGG.compute((10, payload), [], 20)
+
+
+def _as_format_1(part: bytes) -> bytes:
+    """A format-2 batch part rewritten in format 1 (varint headers), as older writers did."""
+    from fetcher.aggregation._encoding import Reader, put_uvarint
+
+    r = Reader(part)
+    assert r.byte() == 2
+    n = r.uvarint()
+    directory = struct.unpack_from("<" + "QQII" * n, part, r.pos)
+    pos = r.pos + 24 * n
+    out = bytearray((1,))
+    put_uvarint(out, n)
+    for i in range(n):
+        hop, s0, m, size = directory[4 * i : 4 * i + 4]
+        for value in (hop, s0, m):
+            put_uvarint(out, value)
+        out += part[pos : pos + 4 * m + size]
+        pos += 4 * m + size
+    assert pos == len(part)
+    return bytes(out)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event_st, max_size=15), st.integers(1, 300), st.integers(0, 400))
+def test_format_1_batch_parts_are_still_read(events: list[RawEvent], end: int, at: int) -> None:
+    rows = [(ts, AGG.codec.values(values)) for ts, _, values in events]
+    part = AGG.batch_part(rows, end)
+    read_at = max(at, end)
+    new = AGG.compute((end, part), [], read_at)
+    old = AGG.compute((end, _as_format_1(part)), [], read_at)
+    assert new is not None and old is not None
+    assert new.statuses == old.statuses
+    assert repr(new.values) == repr(old.values)
+
+
+def test_a_batch_part_cut_or_padded_anywhere_does_not_decode() -> None:
+    rows = [(ts, AGG.codec.values({"amount": ts, "x": ts / 3, "s": f"s{ts % 4}"}))
+            for ts in range(0, 200, 7)]
+    part = AGG.batch_part(rows, 150)
+    assert part[0] == 2
+    for cut in range(len(part)):
+        with pytest.raises(StateDecodeError):
+            AGG.compute((150, part[:cut]), [], 160)
+    with pytest.raises(StateDecodeError):
+        AGG.compute((150, part + b"\x00"), [], 160)
+    # A directory whose sizes do not add up to the part.
+    bad = bytearray(part)
+    struct.pack_into("<I", bad, 2 + 20, struct.unpack_from("<I", part, 2 + 20)[0] + 1)
+    with pytest.raises(StateDecodeError):
+        AGG.compute((150, bytes(bad)), [], 160)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=30), values_st)
+def test_event_payloads_decode_as_the_general_decoder_does(junk: bytes, values: Any) -> None:
+    codec = AGG.codec
+    good = codec.encode(codec.values(values))
+    assert codec.decode(good) == codec._decode(good)
+    for payload in (junk, b"\x01" + junk, good[:-1], good + junk[:1]):
+        try:
+            want: Any = codec._decode(payload)
+        except StateDecodeError:
+            want = StateDecodeError
+        try:
+            got: Any = codec.decode(payload)
+        except StateDecodeError:
+            got = StateDecodeError
+        assert repr(got) == repr(want)
 
 
 def test_event_payload_that_does_not_decode() -> None:
