@@ -5,6 +5,7 @@ Imports the codec, catalog, config and kvstores layers; nothing of the serving p
 """
 
 from fetcher.load._cli import run_load
+from fetcher.load._event_rows import EventPreparer, PreparedEvent, content_id, event_id
 from fetcher.load._events import (
     EventLoadReport,
     EventRejected,
@@ -22,13 +23,17 @@ from fetcher.load._writer import BatchWriter, LoadReport, load_file
 __all__ = [
     "BatchWriter",
     "EventLoadReport",
+    "EventPreparer",
     "EventRejected",
     "EventWriter",
     "LoadReport",
+    "PreparedEvent",
     "PushEvent",
     "PushResult",
     "RowPreparer",
     "RowRejected",
+    "content_id",
+    "event_id",
     "format_event_report",
     "load_event_files",
     "load_file",

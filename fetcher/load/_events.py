@@ -10,32 +10,46 @@ on. docs/storage-layout.md "the log" has the bytes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from fetcher.aggregation import EventValueError, GroupAggregator, aggregator_for
+from fetcher.aggregation import EventValueError
 from fetcher.codec import KeyValue, KeyValueError, key_encoder
+from fetcher.load._event_checks import (
+    MAX_EVENT_MS,
+    EventRejected,
+    aggregation_of,
+    check_event_id,
+    check_event_ms,
+)
+from fetcher.load._event_rows import EventPreparer, content_id, event_id
 from fetcher.load._formats import LoadError, open_source
-from fetcher.load._values import RowRejected, event_time_ms, key_converter
+from fetcher.load._values import RowRejected, event_time_ms
 from fetcher.types import FeatureGroup
-from kvstores import MAX_LOG_ID, KVStore, LogEntry, Row
+from kvstores import KVStore, LogEntry, Row
 
-MAX_EVENT_MS = 2**53 - 1
+__all__ = [
+    "BATCH_END_MARKER",
+    "MAX_EVENT_MS",
+    "EventLoadReport",
+    "EventRejected",
+    "EventWriter",
+    "PushEvent",
+    "PushResult",
+    "aggregation_of",
+    "check_event_id",
+    "check_event_ms",
+    "content_id",
+    "format_event_report",
+    "load_event_files",
+    "run_load_events",
+]
+
 # The value of a batch-end marker version (docs/storage-layout.md "Batch ends").
 BATCH_END_MARKER = b"\x01"
-
-
-class EventRejected(ValueError):
-    """An event that cannot be written; `field` names what is wrong."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,37 +70,6 @@ class PushResult(NamedTuple):
     # Positions (in the pushed list) of the late events: written to the log (reads before
     # the batch end see them) but ignored by reads after it, which use the batch part.
     late_indexes: tuple[int, ...]
-
-
-def aggregation_of(group: FeatureGroup) -> GroupAggregator:
-    """The aggregator of an aggregation group; ValueError for a group of stored rows."""
-    if group.aggregation is None:
-        raise ValueError(
-            f"group {group.name!r} has no aggregations: its rows are loaded with `fetcher load`"
-        )
-    return aggregator_for(group.aggregation)
-
-
-def check_event_id(raw: Any, where: str = "id") -> bytes:
-    """An event id as log bytes (1..128 bytes; a str is UTF-8)."""
-    if isinstance(raw, str):
-        data = raw.encode()
-    elif isinstance(raw, bytes | bytearray):
-        data = bytes(raw)
-    else:
-        raise EventRejected(where, f"an event id is a string, not {type(raw).__name__}")
-    if not 1 <= len(data) <= MAX_LOG_ID:
-        raise EventRejected(where, f"an event id has 1 to {MAX_LOG_ID} bytes, not {len(data)}")
-    return data
-
-
-def check_event_ms(ts_ms: Any, where: str = "event_time") -> int:
-    """An event time in epoch ms, 0 <= ts < 2**53."""
-    if isinstance(ts_ms, bool) or not isinstance(ts_ms, int):
-        raise EventRejected(where, f"an event time is integer ms, not {type(ts_ms).__name__}")
-    if not 0 <= ts_ms <= MAX_EVENT_MS:
-        raise EventRejected(where, f"{ts_ms} is outside 0 .. 2**53 - 1 ms since the epoch")
-    return ts_ms
 
 
 class EventWriter:
@@ -153,25 +136,6 @@ class EventWriter:
 # -- fetcher load --events -------------------------------------------------------------
 
 
-def _text_value(column_type: str, raw: str) -> Any:
-    if raw == "":
-        return None
-    if column_type in ("int64", "int32"):
-        return int(raw)
-    if column_type in ("double", "float"):
-        return float(raw)
-    if column_type == "bool":
-        if raw.lower() in ("true", "1"):
-            return True
-        if raw.lower() in ("false", "0"):
-            return False
-        raise ValueError(f"{raw!r:.40} is not true/false")
-    if column_type == "string":
-        return raw
-    raise ValueError(f"a {column_type} column cannot be read from CSV text (use JSON Lines or "
-                     "Parquet)")
-
-
 @dataclass
 class EventLoadReport:
     """What `fetcher load --events` did with its files."""
@@ -188,11 +152,6 @@ class EventLoadReport:
     @property
     def ok(self) -> bool:
         return self.rejected == 0
-
-
-def _content_id(key: bytes, ts: int, payload: bytes) -> bytes:
-    """The id of an event without one: a hash of what it is (a rerun writes the same id)."""
-    return hashlib.sha256(key + ts.to_bytes(8, "big") + payload).hexdigest()[:32].encode()
 
 
 async def load_event_files(
@@ -217,53 +176,22 @@ async def load_event_files(
     report = EventLoadReport([os.fspath(p) for p in paths], batch_end_ms=batch_end_ms)
     by_key: dict[bytes, list[tuple[int, tuple[Any, ...]]]] = {}
     later: list[PushEvent] = []
-    key_names = [c.name for c in group.keys]
-    known = {*key_names, event_time_column, id_column, *codec.names}
     for path in paths:
         source = open_source(path)
-        text = source.format == "csv"
-        to_keys = [key_converter(c, text=text) for c in group.keys]
+        preparer = EventPreparer(group, text=source.format == "csv",
+                                 event_time_column=event_time_column, id_column=id_column)
         try:
             for number, row in source.rows():
                 report.events += 1
                 try:
                     if isinstance(row, RowRejected):
                         raise row
-                    unknown = [c for c in row if c not in known]
-                    if unknown:
-                        raise RowRejected(unknown[0], f"not a key, event time, id or input "
-                                          f"column of {group.name!r}")
-                    key_values = []
-                    for name, convert in zip(key_names, to_keys, strict=True):
-                        raw = row.get(name)
-                        if raw is None or raw == "":
-                            raise RowRejected(name, "key column is missing or empty")
-                        key_values.append(convert(raw))
-                    key = writer.key_bytes(key_values)
-                    raw_time = row.get(event_time_column)
-                    if raw_time is None or raw_time == "":
-                        raise RowRejected(event_time_column, "the event time is missing")
-                    ts = check_event_ms(event_time_ms(event_time_column, raw_time),
-                                        event_time_column)
-                    values = {n: row[n] for n in codec.names if n in row}
-                    if text:
-                        for name, kind in zip(codec.names, codec.types, strict=True):
-                            if name in values:
-                                try:
-                                    values[name] = _text_value(kind, values[name])
-                                except ValueError as exc:
-                                    raise RowRejected(name, str(exc)) from None
-                    try:
-                        checked = codec.values(values)
-                    except EventValueError as exc:
-                        raise RowRejected(exc.field, str(exc)) from None
-                    raw_id = row.get(id_column)
+                    key, ts, checked, raw_id = preparer.prepare(row)
                     if ts < batch_end_ms:
                         by_key.setdefault(key, []).append((ts, checked))
                     else:
                         payload = codec.encode(checked)
-                        ident = (check_event_id(str(raw_id), id_column)
-                                 if raw_id not in (None, "") else _content_id(key, ts, payload))
+                        ident = event_id(key, ts, payload, raw_id, id_column)
                         later.append(PushEvent(key, ts, ident, payload))
                 except (RowRejected, EventRejected) as exc:
                     report.rejected += 1
