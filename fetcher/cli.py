@@ -1,5 +1,5 @@
-"""`fetcher`: serve, get, list, validate, compile, diff, load, demo and logs, one subcommand
-each."""
+"""`fetcher`: serve, get, list, validate, compile, diff, load, backfill, demo and logs, one
+subcommand each."""
 
 from __future__ import annotations
 
@@ -244,6 +244,12 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return asyncio.run(run_load(_settings(args.settings), args))
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from fetcher.batch import run_backfill
+
+    return run_backfill(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fetcher.demo import DemoError, write_demo, write_demo_files
 
@@ -290,6 +296,13 @@ def _cmd_logs_read(args: argparse.Namespace) -> int:
     print(f"{summary.records:,} records of {args.service} from {summary.files} file(s), "
           f"schema(s) {', '.join(summary.schemas)}: {out} ({len(summary.columns)} columns)")
     return 0
+
+
+def _backfill_arguments(parser: argparse.ArgumentParser) -> None:
+    # fetcher.batch imports no pyspark until a backfill runs: the parser costs a server nothing.
+    from fetcher.batch import add_backfill_arguments
+
+    add_backfill_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --events: the event id column (absent: a hash of the event)")
     load.add_argument("files", nargs="+")
     load.set_defaults(func=_cmd_load)
+
+    backfill = sub.add_parser(
+        "backfill", help="compute a group's rows or batch parts from event tables on Spark "
+        "and write them (docs/batch.md; needs the spark extra)")
+    _backfill_arguments(backfill)
+    backfill.set_defaults(func=_cmd_backfill)
 
     demo = sub.add_parser("demo", help="write the demo data set into the demo store")
     demo.add_argument("--settings", help="settings TOML (default: config/demo.toml)")

@@ -9,6 +9,8 @@
 #                (pip install -e '.[dev]'), Debian's redis-server for the test
 #                services, Debian's chromium (the headless browser that opens
 #                `fetcher compile --report` pages in tests/unit/compiler/test_report.py),
+#                Debian's openjdk-17-jre-headless when `java` is missing (Spark 4's JVM:
+#                `fetcher backfill` and its tests; pyspark comes with the dev extras),
 #                the pinned Go tools (grpcurl, grpc-health-probe, ghz,
 #                kubeconform, toxiproxy) and hadolint / the Kubernetes schemas in .tools,
 #                and Feast in its own venv (scripts/feast_venv.sh, build/bench/feast-venv:
@@ -142,6 +144,25 @@ setup_chromium() {
   apt_install chromium
 }
 
+# Spark 4 runs on Java 17 or later; any such `java` on PATH (or JAVA_HOME) will do.
+setup_java() {
+  local java="" version major
+  if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then java="$JAVA_HOME/bin/java"
+  elif command -v java >/dev/null 2>&1; then java="$(command -v java)"; fi
+  if [[ -n "$java" ]]; then
+    version="$("$java" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+    major="${version%%.*}"
+    [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] \
+      || die "$java is Java ${version:-?}: Spark 4 (fetcher backfill) needs 17 or later"
+    say "java present ($version)"
+    return
+  fi
+  [[ "${SKIP_APT:-}" == 1 ]] && die "java missing and SKIP_APT=1 (Spark needs Java 17)"
+  # The JRE's post-install links its man pages; slim images lack the directory.
+  mkdir -p /usr/share/man/man1 2>/dev/null || true
+  apt_install openjdk-17-jre-headless
+}
+
 find_go() {
   if command -v go >/dev/null 2>&1; then command -v go; return; fi
   if [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go; return; fi
@@ -202,6 +223,7 @@ setup_venv
 if [[ "$PROFILE" == dev ]]; then
   setup_redis
   setup_chromium
+  setup_java
   setup_go_tools
   setup_pypi_tools
   setup_feast

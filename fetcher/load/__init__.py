@@ -5,6 +5,7 @@ Imports the codec, catalog, config and kvstores layers; nothing of the serving p
 """
 
 from fetcher.load._cli import run_load
+from fetcher.load._event_checks import check_event_ms
 from fetcher.load._event_rows import EventPreparer, PreparedEvent, content_id, event_id
 from fetcher.load._events import (
     EventLoadReport,
@@ -16,24 +17,29 @@ from fetcher.load._events import (
     load_event_files,
     run_load_events,
 )
+from fetcher.load._formats import FORMATS, LoadError
 from fetcher.load._rows import RowPreparer
-from fetcher.load._values import RowRejected
+from fetcher.load._values import RowRejected, event_time_ms
 from fetcher.load._writer import BatchWriter, LoadReport, load_file
 
 __all__ = [
+    "FORMATS",
     "BatchWriter",
     "EventLoadReport",
     "EventPreparer",
     "EventRejected",
     "EventWriter",
+    "LoadError",
     "LoadReport",
     "PreparedEvent",
     "PushEvent",
     "PushResult",
     "RowPreparer",
     "RowRejected",
+    "check_event_ms",
     "content_id",
     "event_id",
+    "event_time_ms",
     "format_event_report",
     "load_event_files",
     "load_file",
