@@ -27,6 +27,8 @@
 #   SKIP_APT=1     do not install Debian packages
 #   CHROMIUM=path  the browser the report test runs (default /usr/bin/chromium, Debian's
 #                  package `chromium`, installed when the path is missing)
+#   JAVA=path      the java Spark runs (default $JAVA_HOME/bin/java, else `java` on PATH);
+#                  Debian's openjdk-17-jre-headless is installed when there is none
 #   SKIP_GO=1      do not install the Go tools
 #   SKIP_FEAST=1   do not install Feast's venv (the Feast tests then install it themselves)
 set -euo pipefail
@@ -146,10 +148,12 @@ setup_chromium() {
 
 # Spark 4 runs on Java 17 or later; any such `java` on PATH (or JAVA_HOME) will do.
 setup_java() {
-  local java="" version major
-  if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then java="$JAVA_HOME/bin/java"
-  elif command -v java >/dev/null 2>&1; then java="$(command -v java)"; fi
-  if [[ -n "$java" ]]; then
+  local java="${JAVA:-}" version major
+  if [[ -z "$java" ]]; then
+    if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then java="$JAVA_HOME/bin/java"
+    elif command -v java >/dev/null 2>&1; then java="$(command -v java)"; fi
+  fi
+  if [[ -n "$java" && -x "$java" ]]; then
     version="$("$java" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
     major="${version%%.*}"
     [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] \

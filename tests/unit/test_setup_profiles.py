@@ -179,6 +179,29 @@ def _feast_calls(calls: list[str]) -> list[str]:
     return [c for c in calls if "feast-venv" in c or FEAST_REQUIREMENT in c]
 
 
+def _java_stub(sandbox: Path, version: str) -> Path:
+    java = sandbox / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True, exist_ok=True)
+    _stub(java, "java", f'echo \'openjdk version "{version}" 2025-04-15\' >&2\n')
+    return java
+
+
+def test_dev_installs_java_17_with_apt_when_it_is_missing(sandbox: Path) -> None:
+    calls = run_setup(sandbox, "dev", JAVA=str(sandbox / "no-java"))
+    assert any(c.startswith("apt-get install") and "openjdk-17-jre-headless" in c
+               for c in calls), calls
+    java = _java_stub(sandbox, "17.0.15")
+    calls = run_setup(sandbox, "dev", JAVA=str(java))
+    assert not any("openjdk" in c for c in calls), calls
+
+
+def test_dev_refuses_a_java_older_than_17(sandbox: Path) -> None:
+    java = _java_stub(sandbox, "11.0.2")
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        run_setup(sandbox, "dev", JAVA=str(java))
+    assert b"needs 17 or later" in info.value.stderr
+
+
 def test_dev_makes_feasts_venv_once(sandbox: Path) -> None:
     calls = run_setup(sandbox, "dev")
     feast = sandbox / "feast-venv"
