@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -125,28 +125,42 @@ async def with_retries(spec: JobSpec, call: Callable[[], Awaitable[_T]]) -> _T:
 
 
 class _Bounded:
-    """At most `limit` writes in flight; the first error stops the partition."""
+    """At most `limit` writes in flight; the first error stops the partition (the writes
+    still in flight are cancelled and awaited before the store closes)."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, write: Awaitable[None]) -> None:
-        while len(self._tasks) >= self._limit:
-            done, self._tasks = await asyncio.wait(self._tasks,
-                                                   return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-        self._tasks.add(asyncio.ensure_future(write))
+    async def __aenter__(self) -> _Bounded:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def submit(self, write: Coroutine[Any, Any, None]) -> None:
+        """Start `write`, first waiting while `limit` are in flight; raises their error."""
+        try:
+            while len(self._tasks) >= self._limit:
+                done, self._tasks = await asyncio.wait(self._tasks,
+                                                       return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+        except BaseException:
+            write.close()  # never started: no "coroutine was never awaited"
+            raise
+        self._tasks.add(asyncio.create_task(write))
 
     async def drain(self) -> None:
-        try:
-            for task in asyncio.as_completed(list(self._tasks)):
-                await task
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            self._tasks.clear()
+        """Wait for every write in flight; raises the first error."""
+        while self._tasks:
+            done, self._tasks = await asyncio.wait(self._tasks,
+                                                   return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
 
 
 def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
@@ -173,18 +187,19 @@ def write_rows(spec: JobSpec, items: Iterable[tuple[bytes, tuple[int, bytes]]]) 
 async def _write_rows(spec: JobSpec, items: Iterable[tuple[bytes, tuple[int, bytes]]]) -> int:
     store = await _open(spec)
     dataset, ttl = spec.group.dataset, spec.group.ttl_s
-    bounded = _Bounded(spec.max_in_flight)
     written = 0
     try:
-        for chunk in _chunks(items, spec.batch_size):
-            rows = [Row(dataset, key, value, event_ms, ttl) for key, (event_ms, value) in chunk]
+        async with _Bounded(spec.max_in_flight) as bounded:
+            for chunk in _chunks(items, spec.batch_size):
+                rows = [Row(dataset, key, value, event_ms, ttl)
+                        for key, (event_ms, value) in chunk]
 
-            async def put(rows: list[Row] = rows) -> None:
-                await with_retries(spec, lambda: store.multi_put(rows))
+                async def put(rows: list[Row] = rows) -> None:
+                    await with_retries(spec, lambda: store.multi_put(rows))
 
-            await bounded.submit(put())
-            written += len(rows)
-        await bounded.drain()
+                await bounded.submit(put())
+                written += len(rows)
+            await bounded.drain()
     finally:
         await store.close()
     return written
@@ -197,6 +212,27 @@ async def _push(spec: JobSpec, writer: EventWriter, events: list[PushEvent]) -> 
 KeyEvents = tuple[bytes, Iterable[tuple[int, str | None, tuple[Any, ...]]]]
 
 
+def _parts_and_events(spec: JobSpec, writer: EventWriter,
+                      chunk: list[KeyEvents]) -> tuple[list[tuple[bytes, bytes]], list[PushEvent]]:
+    """The batch parts of a chunk of keys, and their events at or after the end."""
+    aggregator, codec, end = writer.aggregator, writer.aggregator.codec, spec.end_ms
+    parts: list[tuple[bytes, bytes]] = []
+    later: list[PushEvent] = []
+    for key, events in chunk:
+        # Sorted by (time, encoded values, id): the same part whatever order the shuffle
+        # delivered the events in (a rerun writes the same bytes).
+        encoded = sorted(((ts, codec.encode(values), raw_id, values)
+                          for ts, raw_id, values in events),
+                         key=lambda e: (e[0], e[1], e[2] or ""))
+        before = [(ts, values) for ts, _, _, values in encoded if ts < end]
+        if before:
+            parts.append((key, aggregator.batch_part(before, end)))
+        later.extend(PushEvent(key, ts, event_id(key, ts, payload, raw_id, spec.id_column),
+                               payload)
+                     for ts, payload, raw_id, _ in encoded if ts >= end)
+    return parts, later
+
+
 def write_key_events(spec: JobSpec, items: Iterable[KeyEvents]) -> Iterator[tuple[int, int]]:
     """Write one partition's keys of an aggregation group: each key's batch part at the end
     (and its marker), then its events from the end on; yields (parts written, events pushed)."""
@@ -206,39 +242,27 @@ def write_key_events(spec: JobSpec, items: Iterable[KeyEvents]) -> Iterator[tupl
 async def _write_key_events(spec: JobSpec, items: Iterable[KeyEvents]) -> tuple[int, int]:
     store = await _open(spec)
     writer = EventWriter(spec.group, store)
-    aggregator, codec, end = writer.aggregator, writer.aggregator.codec, spec.end_ms
-    bounded = _Bounded(spec.max_in_flight)
+    end = spec.end_ms
     parts_written = pushed = 0
     try:
-        for chunk in _chunks(items, spec.batch_size):
-            parts: list[tuple[bytes, bytes]] = []
-            later: list[PushEvent] = []
-            for key, events in chunk:
-                # Sorted by (time, encoded values): the same part whatever order the shuffle
-                # delivered the events in (a rerun writes the same bytes).
-                encoded = sorted(((ts, codec.encode(values), raw_id, values)
-                                  for ts, raw_id, values in events),
-                                 key=lambda e: (e[0], e[1], e[2] or ""))
-                before = [(ts, values) for ts, _, _, values in encoded if ts < end]
-                if before:
-                    parts.append((key, aggregator.batch_part(before, end)))
-                later.extend(PushEvent(key, ts, event_id(key, ts, payload, raw_id,
-                                                         spec.id_column), payload)
-                             for ts, payload, raw_id, _ in encoded if ts >= end)
+        async with _Bounded(spec.max_in_flight) as bounded:
+            for chunk in _chunks(items, spec.batch_size):
+                parts, later = _parts_and_events(spec, writer, chunk)
 
-            async def write(parts: list[tuple[bytes, bytes]] = parts,
-                            later: list[PushEvent] = later) -> None:
-                # The keys' batch parts (and markers) first, then their events from the end
-                # on: a read in between sees the new part and fewer events, never one twice.
-                if parts:
-                    await with_retries(spec, lambda: writer.write_batch_parts(parts, end))
-                for events in _chunks(later, spec.batch_size):
-                    await _push(spec, writer, events)
+                async def write(parts: list[tuple[bytes, bytes]] = parts,
+                                later: list[PushEvent] = later) -> None:
+                    # The keys' batch parts (and markers) first, then their events from the
+                    # end on: a read in between sees the new part and fewer events, never
+                    # one twice.
+                    if parts:
+                        await with_retries(spec, lambda: writer.write_batch_parts(parts, end))
+                    for events in _chunks(later, spec.batch_size):
+                        await _push(spec, writer, events)
 
-            await bounded.submit(write())
-            parts_written += len(parts)
-            pushed += len(later)
-        await bounded.drain()
+                await bounded.submit(write())
+                parts_written += len(parts)
+                pushed += len(later)
+            await bounded.drain()
     finally:
         await store.close()
     return parts_written, pushed

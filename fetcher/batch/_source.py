@@ -117,9 +117,10 @@ def _json_line(item: tuple[str, str]) -> list[tuple[str, Any]]:
 
 
 def _csv_row(item: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    # Spark reads an unquoted empty cell as null; `fetcher load` (the csv module) as "".
+    # Spark reads an unquoted empty cell as null; `fetcher load` (the csv module) as "",
+    # and strips the header's names.
     where, row = item
-    return where, {k: "" if v is None else v for k, v in row.items()}
+    return where, {k.strip(): "" if v is None else v for k, v in row.items()}
 
 
 def _row_of(row: Any) -> tuple[str, dict[str, Any]]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from fetcher.batch import build_session, plan_backfill, run_backfill_job
+from fetcher.batch import build_session, plan_backfill, run_backfill_job, table_source
 from fetcher.catalog import load_catalog
 from fetcher.client import FeatureClient
 from fetcher.load import load_event_files, load_file
@@ -123,7 +123,8 @@ def world(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def _backfill(spark: Any, settings: Path, group: str, source: Path | str, *extra: str) -> Any:
     spec, src = plan_backfill(backfill_args(settings, group, source, *extra))
-    assert src is not None
+    if src is None:
+        src = table_source(spark, str(source))
     return run_backfill_job(spark, spec, src)
 
 
@@ -209,6 +210,26 @@ def test_aggregation_backfill_writes_the_bytes_of_load_events_and_serves_the_ora
     # A rerun of the same end: the same bytes, nothing counted twice.
     _backfill(spark, settings, AGG_GROUP, world.events_file)
     assert redis_snapshot(world.redis, world.prefix("spark")) == loaded
+
+
+def test_a_table_with_timestamps_is_a_source_too(
+    spark: Any, world: World, loaded: dict[bytes, Any]
+) -> None:
+    """A table of Spark's catalog (a temporary view here) whose event time is a timestamp
+    column: the same bytes as `fetcher load --events` of the epoch-ms file."""
+    from pyspark.sql import functions as F
+
+    rows = [{"user_id": r["user_id"], "event_time": r["event_time"], "id": r.get("id"),
+             "amount": r.get("amount"), "x": r.get("x"), "s": r.get("s")}
+            for r in world.events.rows]
+    frame = spark.createDataFrame(
+        rows, "user_id long, event_time long, id string, amount long, x double, s string")
+    frame.withColumn("event_time", F.timestamp_millis("event_time")) \
+        .createOrReplaceTempView(f"{world.tag}_events")
+    settings = world.settings("table", world.url("table"))
+    report = _backfill(spark, settings, AGG_GROUP, f"{world.tag}_events")
+    assert report.rejected == 0 and report.rows == len(world.events.rows)
+    assert redis_snapshot(world.redis, world.prefix("table")) == loaded
 
 
 def _plain_rows() -> tuple[list[dict[str, str]], dict[str, dict[str, str]]]:

@@ -177,3 +177,18 @@ def test_partition_writers_write_what_load_events_writes(tmp_path: Path) -> None
     asyncio.run(load())
     users = sorted(events.by_user)
     assert _dump(spark_url, spec, users) == _dump(load_url, spec, users)
+
+
+def test_a_store_that_stays_down_fails_the_partition_after_the_retries(tmp_path: Path) -> None:
+    """Nothing listens on the port: each write is retried, then the task fails (Spark then
+    retries it, or the job stops with exit 3), with no write left running."""
+    from tests.servers import free_port
+
+    spec = _spec(tmp_path, f"redis://127.0.0.1:{free_port()}/0", retries=2, retry_base_s=0.001,
+                 batch_size=2, max_in_flight=2)
+    events = make_events(4, users=10, per_user=4)
+    by_key: dict[bytes, list[Any]] = {}
+    for item in check_events(spec, [("x", r) for r in events.rows]):
+        by_key.setdefault(item[1], []).append(item[2])
+    with pytest.raises(StoreError):
+        next(write_key_events(spec, list(by_key.items())))
