@@ -210,8 +210,11 @@ async def load_event_files(
 
     async def write_parts(chunk: list[tuple[bytes, list[tuple[int, tuple[Any, ...]]]]]) -> None:
         nonlocal done
-        parts = [(key, writer.aggregator.batch_part(rows, batch_end_ms)) for key, rows in chunk]
         async with slots:
+            # Built inside the slot: built up front, every chunk's parts would hold the loop
+            # while the writes in flight run out their store timeouts.
+            parts = [(key, writer.aggregator.batch_part(rows, batch_end_ms))
+                     for key, rows in chunk]
             await writer.write_batch_parts(parts, batch_end_ms)
         done += len(chunk)
         if progress is not None:
