@@ -124,6 +124,13 @@ async def with_retries(spec: JobSpec, call: Callable[[], Awaitable[_T]]) -> _T:
             attempt += 1
 
 
+def _reap(done: set[asyncio.Task[None]]) -> None:
+    """Raise the first error of finished writes (every one retrieved: none logged later)."""
+    errors = [error for error in (task.exception() for task in done) if error is not None]
+    if errors:
+        raise errors[0]
+
+
 class _Bounded:
     """At most `limit` writes in flight; the first error stops the partition (the writes
     still in flight are cancelled and awaited before the store closes)."""
@@ -147,8 +154,7 @@ class _Bounded:
             while len(self._tasks) >= self._limit:
                 done, self._tasks = await asyncio.wait(self._tasks,
                                                        return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
+                _reap(done)
         except BaseException:
             write.close()  # never started: no "coroutine was never awaited"
             raise
@@ -159,8 +165,7 @@ class _Bounded:
         while self._tasks:
             done, self._tasks = await asyncio.wait(self._tasks,
                                                    return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            _reap(done)
 
 
 def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
