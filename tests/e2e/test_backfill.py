@@ -376,7 +376,7 @@ def test_spark_submit_job_killed_midway_and_rerun_ends_as_a_clean_run(
 ) -> None:
     import redis
 
-    big = make_events(16, users=3000, per_user=8, first_user=100_000)
+    big = make_events(16, users=2000, per_user=6, first_user=100_000)
     source = write_jsonl(world.tmp / "big.jsonl", big.rows)
     clean = world.settings("clean", world.url("clean"))
     report = _backfill(spark, clean, AGG_GROUP, source)
