@@ -136,7 +136,9 @@ def format_backfill_report(report: BackfillReport) -> str:
     rate = report.rows / report.seconds if report.seconds > 0 else 0.0
     lines.append(f"time: {report.seconds:.1f} s ({rate:,.0f} rows/s)")
     for where, name, why in report.rejects:
-        lines.append(f"  rejected {where}: {name or '-'}: {why}")
+        # An event value's message names its column already (as `fetcher load` prints it).
+        said = why if name and why.startswith(f"{name}:") else f"{name or '-'}: {why}"
+        lines.append(f"  rejected {where}: {said}")
     if report.rejected > len(report.rejects):
         lines.append(f"  ... and {report.rejected - len(report.rejects):,} more")
     return "\n".join(lines)
