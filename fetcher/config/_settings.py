@@ -9,6 +9,8 @@
     [log.features]      the feature log: enabled, directory, max_file_bytes,
                         max_file_seconds, queue_size (docs/operations.md)
     [tracing]           enabled, service_name
+    [kafka]             `fetcher stream`: bootstrap_servers, topic and consumer group naming,
+                        value_format, dead-letter topic, batch size and linger (docs/streaming.md)
     [authz.clients.<name>]  identities, token_sha256 | token_env, groups, services, push_groups
 
 An environment variable overrides one key, e.g. FETCHER__SERVER__LISTEN=0.0.0.0:50051,
@@ -149,6 +151,29 @@ class TracingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """`fetcher stream`: the Kafka consumer of aggregation groups' events (docs/streaming.md).
+
+    `{group}` in topic, group_id and dead_letter_topic is the feature group's name;
+    `{topic}` in dead_letter_topic is the topic read.
+    """
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "fetcher.events.{group}"
+    group_id: str = "fetcher-stream-{group}"
+    value_format: str = "json"  # json | avro (plain Avro binary, the group's event schema)
+    dead_letter_topic: str = "{topic}.dlq"
+    event_time_field: str = "event_time"
+    id_field: str = "id"
+    batch_size: int = 500  # most messages applied (and committed) at once
+    linger_ms: int = 100  # longest wait to fill a batch
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
+    retry_backoff_max_s: float = 10.0  # store retries back off up to this
+    stop_timeout_s: float = 30.0  # after SIGTERM: how long a failing store is retried
+
+
+@dataclass(frozen=True, slots=True)
 class AuthzClient:
     """One client: how it is recognised (mTLS identity or bearer token) and what it may read."""
 
@@ -171,13 +196,14 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     log: LogSettings = field(default_factory=LogSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
     # Authorization is on when at least one client is defined.
     authz: Mapping[str, AuthzClient] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line per setting, for the startup log, with URL passwords masked."""
         lines = []
-        for section in ("server", "cache", "log", "tracing"):
+        for section in ("server", "cache", "log", "tracing", "kafka"):
             for key, value in _flat_items(getattr(self, section)):
                 shown = mask_url(value) if isinstance(value, str) else repr(value)
                 lines.append(f"{section}.{key} = {shown}")
@@ -247,6 +273,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "cache": CacheSettings,
     "log": LogSettings,
     "tracing": TracingSettings,
+    "kafka": KafkaSettings,
     "server.tls": TlsSettings,
     "log.features": FeatureLogSettings,
 }
@@ -362,7 +389,7 @@ def _read_file(path: str | os.PathLike[str], raw: _Raw, c: _Collector) -> None:
             c.add(
                 where, section, "unknown section",
                 "use [server], [server.tls], [cache], [log], [log.features], [tracing], "
-                "[stores.<name>] or [authz.clients.<name>]",
+                "[kafka], [stores.<name>] or [authz.clients.<name>]",
             )
 
 
@@ -386,7 +413,7 @@ def _read_env(env: Mapping[str, str], raw: _Raw, c: _Collector) -> None:
                 var,
                 var,
                 "not a settings variable",
-                "use FETCHER__<SECTION>__<KEY> (server, cache, log, tracing), "
+                "use FETCHER__<SECTION>__<KEY> (server, cache, log, tracing, kafka), "
                 "FETCHER__SERVER__TLS__<KEY>, FETCHER__LOG__FEATURES__<KEY>, "
                 "FETCHER__STORES__<NAME>__<KEY> "
                 "or FETCHER__AUTHZ__CLIENTS__<NAME>__<KEY>",

@@ -17,6 +17,7 @@ from fetcher.config._settings import (
     AuthzClient,
     CacheSettings,
     FeatureLogSettings,
+    KafkaSettings,
     LogSettings,
     ServerSettings,
     Settings,
@@ -115,6 +116,7 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
     log_settings = LogSettings(**sections["log"],
                                features=FeatureLogSettings(**sections["log.features"]))
     tracing = TracingSettings(**sections["tracing"])
+    kafka = KafkaSettings(**sections["kafka"])
     stores: dict[str, StoreSettings] = {}
     where_store = raw.where_named["stores"]
     for name, values in raw.named["stores"].items():
@@ -142,10 +144,11 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
     if cache.l2_url is not None and not urlsplit(cache.l2_url).scheme:
         c.bad(where, "cache.l2_url", f"{cache.l2_url!r} has no scheme", "use redis://host:port/db")
     _check_log(log_settings, where, c)
+    _check_kafka(kafka, where, c)
     _check_authz(authz, tls, env, raw.where_named["authz.clients"], c)
     return Settings(
         server=server, stores=stores, cache=cache, log=log_settings, tracing=tracing,
-        authz=authz,
+        kafka=kafka, authz=authz,
     )
 
 
@@ -165,6 +168,37 @@ def _check_log(settings: LogSettings, where: str, c: _Collector) -> None:
     if not features.directory.strip():
         c.bad(where, "log.features.directory", "is empty",
               "give the directory the feature log's files go in, e.g. /var/lib/fetcher/log")
+
+
+_KAFKA_NAMES = {"topic": ("group",), "group_id": ("group",),
+                "dead_letter_topic": ("group", "topic")}
+
+
+def _check_kafka(kafka: KafkaSettings, where: str, c: _Collector) -> None:
+    defaults = KafkaSettings()
+    if not kafka.bootstrap_servers.strip():
+        c.bad(where, "kafka.bootstrap_servers", "is empty",
+              "list the brokers as host:port[,host:port...]")
+    if kafka.value_format not in ("json", "avro"):
+        c.bad(where, "kafka.value_format", f"{kafka.value_format!r} is not a value format",
+              "use json or avro")
+    for key, names in _KAFKA_NAMES.items():
+        template = getattr(kafka, key)
+        try:
+            text = template.format(**{n: "x" for n in names})
+        except (KeyError, IndexError, ValueError):
+            c.bad(where, f"kafka.{key}", f"{template!r} is not a name template",
+                  f"use only {' and '.join('{' + n + '}' for n in names)} in braces")
+            continue
+        if not text.strip():
+            c.bad(where, f"kafka.{key}", "is empty", f"use e.g. {getattr(defaults, key)!r}")
+    for key in ("batch_size", "linger_ms", "session_timeout_ms", "max_poll_interval_ms",
+                "retry_backoff_max_s", "stop_timeout_s"):
+        if getattr(kafka, key) <= 0:
+            c.bad(where, f"kafka.{key}", "must be > 0", f"use e.g. {getattr(defaults, key)}")
+    for key in ("event_time_field", "id_field"):
+        if not getattr(kafka, key).strip():
+            c.bad(where, f"kafka.{key}", "is empty", f"use e.g. {getattr(defaults, key)!r}")
 
 
 def log_level(settings: LogSettings) -> int:
