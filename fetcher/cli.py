@@ -1,5 +1,5 @@
-"""`fetcher`: serve, get, list, validate, compile, diff, load, backfill, demo and logs, one
-subcommand each."""
+"""`fetcher`: serve, get, list, validate, compile, diff, load, backfill, stream, demo and
+logs, one subcommand each."""
 
 from __future__ import annotations
 
@@ -250,6 +250,12 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     return run_backfill(args)
 
 
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from fetcher.stream import run_stream
+
+    return asyncio.run(run_stream(_settings(args.settings), args))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fetcher.demo import DemoError, write_demo, write_demo_files
 
@@ -407,6 +413,25 @@ def build_parser() -> argparse.ArgumentParser:
         "and write them (docs/batch.md; needs the spark extra)")
     _backfill_arguments(backfill)
     backfill.set_defaults(func=_cmd_backfill)
+
+    stream = sub.add_parser(
+        "stream", help="apply an aggregation group's events from Kafka (docs/streaming.md)")
+    stream.add_argument("--settings", help="settings TOML (default: $FETCHER_SETTINGS)")
+    stream.add_argument("--group", required=True, help="the aggregation group")
+    stream.add_argument("--topic", help="topic to read (default: kafka.topic)")
+    stream.add_argument("--bootstrap", help="brokers host:port,... (default: "
+                        "kafka.bootstrap_servers)")
+    stream.add_argument("--group-id", help="Kafka consumer group (default: kafka.group_id)")
+    stream.add_argument("--dead-letter-topic", help="default: kafka.dead_letter_topic")
+    stream.add_argument("--format", choices=("json", "avro"),
+                        help="message values (default: kafka.value_format)")
+    stream.add_argument("--batch-size", type=int, help="default: kafka.batch_size")
+    stream.add_argument("--linger-ms", type=int, help="default: kafka.linger_ms")
+    stream.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on it")
+    stream.add_argument("--metrics-host", default="127.0.0.1")
+    stream.add_argument("--print-schema", action="store_true",
+                        help="print the Avro schema of the group's events and exit")
+    stream.set_defaults(func=_cmd_stream)
 
     demo = sub.add_parser("demo", help="write the demo data set into the demo store")
     demo.add_argument("--settings", help="settings TOML (default: config/demo.toml)")

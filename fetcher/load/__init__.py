@@ -19,7 +19,7 @@ from fetcher.load._events import (
 )
 from fetcher.load._formats import FORMATS, LoadError
 from fetcher.load._rows import RowPreparer
-from fetcher.load._values import RowRejected, event_time_ms
+from fetcher.load._values import RowRejected, event_time_ms, key_converter
 from fetcher.load._writer import BatchWriter, LoadReport, load_file
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "event_id",
     "event_time_ms",
     "format_event_report",
+    "key_converter",
     "load_event_files",
     "load_file",
     "run_load",
