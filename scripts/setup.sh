@@ -11,6 +11,8 @@
 #                `fetcher compile --report` pages in tests/unit/compiler/test_report.py),
 #                Debian's openjdk-17-jre-headless when `java` is missing (Spark 4's JVM:
 #                `fetcher backfill` and its tests; pyspark comes with the dev extras),
+#                Debian's maven when `mvn` is missing (it fetches the Cassandra and
+#                Kafka test servers' jars from Maven Central),
 #                the pinned Go tools (grpcurl, grpc-health-probe, ghz,
 #                kubeconform, toxiproxy) and hadolint / the Kubernetes schemas in .tools,
 #                and Feast in its own venv (scripts/feast_venv.sh, build/bench/feast-venv:
@@ -167,6 +169,17 @@ setup_java() {
   apt_install openjdk-17-jre-headless
 }
 
+# Maven: the Cassandra and Kafka test servers' jars come from Maven Central through mvn
+# (scripts/services.d/{cassandra,kafka}.sh); they run on the Java above.
+setup_maven() {
+  if command -v mvn >/dev/null 2>&1; then
+    say "mvn present"
+    return
+  fi
+  [[ "${SKIP_APT:-}" == 1 ]] && die "mvn missing and SKIP_APT=1 (the Kafka and Cassandra test servers need it once)"
+  apt_install maven
+}
+
 find_go() {
   if command -v go >/dev/null 2>&1; then command -v go; return; fi
   if [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go; return; fi
@@ -228,6 +241,7 @@ if [[ "$PROFILE" == dev ]]; then
   setup_redis
   setup_chromium
   setup_java
+  setup_maven
   setup_go_tools
   setup_pypi_tools
   setup_feast
