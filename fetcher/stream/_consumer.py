@@ -225,22 +225,30 @@ class StreamConsumer:
 
     # -- the loop ----------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Join the consumer group (partitions are assigned during the next steps)."""
+        await self._k(self._subscribe)
+
+    async def close(self) -> None:
+        """Leave the group (its partitions move to the others at once) and stop."""
+        await self._k(self._close)
+        self._kafka.shutdown(wait=True)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then commit and leave the group; raises
         StreamStopped when it could not finish the batch it was in."""
-        await self._k(self._subscribe)
+        await self.start()
         try:
             while not stop.is_set():
                 if self._fatal is not None:
                     raise StreamStopped(f"kafka: fatal error: {self._fatal}")
                 await self.step(stop)
-            if not await self._commit_at_stop():
+            if not await self.commit_at_stop():
                 raise StreamStopped("the last offsets could not be committed within "
                                     f"{self.config.stop_timeout_s} s (they are applied: "
                                     "the next start reads them again and counts them once)")
         finally:
-            await self._k(self._close)
-            self._kafka.shutdown(wait=True)
+            await self.close()
 
     def _close(self) -> None:
         try:
@@ -249,7 +257,8 @@ class StreamConsumer:
             log.warning("kafka: close: %s", exc)
         self._producer.flush(5)
 
-    async def _commit_at_stop(self) -> bool:
+    async def commit_at_stop(self) -> bool:
+        """Commit what is pending, retrying up to the stop timeout; False when it could not."""
         deadline = time.monotonic() + self.config.stop_timeout_s
         delay = 0.1
         while not await self._k(self._commit_pending):
