@@ -14,7 +14,8 @@ redis-server on 127.0.0.1:6493 (never the test Redis).
 2. Freshness (`--freshness N`): a `fetcher serve` over the same Redis and a running
    `fetcher stream` (linger `--linger-ms`); N times: produce one event for a key (the
    producer's flush returns when the broker acknowledged it), then GetFeatures until its
-   1 h count reflects it; ms from before the produce call to that answer (p50, p99).
+   1 h count reflects it; ms from before the produce call to that answer (p50, p99). The
+   producer sends at once (linger.ms 0).
 
 Run: .venv/bin/python bench/bench_stream.py [--events 50000] [--reps 3] [--freshness 300]
 """
@@ -92,10 +93,11 @@ def _topic(name: str, partitions: int = 1) -> None:
     admin.create_topics([NewTopic(name, partitions)])[name].result(60)
 
 
-def _producer() -> Any:
+def _producer(linger_ms: int = 20) -> Any:
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": KAFKA, "linger.ms": 20, "enable.idempotence": True})
+    return Producer({"bootstrap.servers": KAFKA, "linger.ms": linger_ms,
+                     "enable.idempotence": True})
 
 
 def _metric(port: int, name: str) -> float:
@@ -183,7 +185,7 @@ def freshness(scratch: Path, samples: int, linger_ms: int) -> dict[str, float]:
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics_port = _free_port()
     stream = _stream(settings, group, metrics_port, scratch / "fresh-stream.log")
-    producer = _producer()
+    producer = _producer(0)  # sent at once: the producer's own linger is not the stream's
     delays: list[float] = []
     try:
         with FeatureClient(f"127.0.0.1:{server_port}", timeout_s=5) as client:
@@ -242,7 +244,7 @@ def main() -> None:
                     rates[size].append(rate)
                     print(f"rep {rep + 1} batch_size {size}: {rate:,.0f} events/s", flush=True)
             print("\n| batch_size | events/s (median) | runs |\n| --- | --- | --- |")
-            for size in sizes:
+            for size in sizes if args.reps else ():
                 runs = ", ".join(f"{r:,.0f}" for r in rates[size])
                 print(f"| {size} | {statistics.median(rates[size]):,.0f} | {runs} |")
             if args.freshness:
