@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -51,7 +51,7 @@ def stream_config(kafka: KafkaSettings, group: str, args: argparse.Namespace) ->
         value_format=args.format or kafka.value_format,
         event_time_field=kafka.event_time_field,
         id_field=kafka.id_field,
-        batch_size=args.batch_size or kafka.batch_size,
+        batch_size=args.batch_size if args.batch_size is not None else kafka.batch_size,
         linger_s=(args.linger_ms if args.linger_ms is not None else kafka.linger_ms) / 1000,
         session_timeout_ms=kafka.session_timeout_ms,
         max_poll_interval_ms=kafka.max_poll_interval_ms,
@@ -98,7 +98,7 @@ def check_topics(config: StreamConfig) -> int:
             futures[config.dead_letter_topic].result(_ADMIN_TIMEOUT_S)
             log.info("created the dead-letter topic %s", config.dead_letter_topic)
         except KafkaException as exc:
-            if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another consumer won
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another consumer won
                 raise StreamSetupError(
                     f"kafka.dead_letter_topic: cannot create {config.dead_letter_topic!r}: "
                     f"{exc}; create it or grant the consumer CreateTopics") from None
@@ -162,6 +162,12 @@ async def run_stream(settings: Settings, args: argparse.Namespace) -> int:
         except StreamStopped as exc:
             err.write(f"error: stopped without committing: {exc}\n")
             return EXIT_STOPPED
+        finally:
+            # Stopping: a second signal must not kill the exit that follows (closing the
+            # loop would put the default handlers back).
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, signal.SIG_IGN)
         t = consumer.totals
         log.info("stopped: offsets committed; %d messages consumed, %d events applied (%d "
                  "late), %d dead-lettered", t.consumed, t.applied, t.late, t.dead_lettered)

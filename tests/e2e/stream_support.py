@@ -244,6 +244,24 @@ class StreamProcess:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith(name + "{") or line.startswith(name + " "))
 
+    def lag(self) -> dict[int, float]:
+        """fetcher_stream_lag_messages by partition (the partitions this process owns)."""
+        import re
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                        timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        out: dict[int, float] = {}
+        for line in text.splitlines():
+            found = re.match(r'fetcher_stream_lag_messages\{.*partition="(\d+)".*\} (\S+)$',
+                             line)
+            if found:
+                out[int(found.group(1))] = float(found.group(2))
+        return out
+
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM, then the exit code."""
         if self.process.poll() is None:

@@ -10,6 +10,7 @@ SIGTERM commits and exits 0.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -209,6 +210,17 @@ def test_two_consumers_share_the_partitions_each_served_once(setup: Setup) -> No
         wait_for(lambda: _all_committed(group_id, topic, partitions), "every offset committed",
                  why=lambda: one.log_text()[-2000:] + two.log_text()[-2000:])
         _served_equal(setup, "pair", producer)
+
+        def lags() -> bool:
+            # Each process reports the lag of the partitions it owns: together each
+            # partition once, all caught up.
+            mine = [s.lag() for s in (one, two)]
+            owned = sorted(p for lag in mine for p in lag)
+            return owned == list(range(partitions)) and \
+                all(v == 0 for lag in mine for v in lag.values())
+
+        wait_for(lags, "the lag gauges: each partition once, 0",
+                 why=lambda: f"{one.lag()} {two.lag()}")
         consumed = [s.metric("fetcher_stream_messages_consumed_total") for s in (one, two)]
         # Each message read once in all (no rebalance after the split above moved any).
         assert members == assignment()
@@ -285,3 +297,21 @@ def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(setup: Setup) -> 
 
 
 DEADLINE = 180.0
+
+
+def test_setup_errors_exit_2_naming_the_setting(setup: Setup) -> None:
+    from tests.e2e.conftest import run_fetcher
+
+    def stream(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_fetcher("stream", "--settings", str(setup.settings), *args,
+                           command=(sys.executable, "-m", "fetcher.cli"))
+
+    unknown = stream("--group", "no_such_group")
+    assert unknown.returncode == 2 and "--group: unknown group 'no_such_group'" in \
+        unknown.stderr, unknown.stderr
+    missing = stream("--group", setup.groups["kill"], "--topic", f"absent-{new_tag()}")
+    assert missing.returncode == 2 and "kafka.topic: topic 'absent-" in missing.stderr, \
+        missing.stderr
+    schema = stream("--group", setup.groups["kill"], "--print-schema")
+    assert schema.returncode == 0, schema.stderr
+    assert json.loads(schema.stdout)["name"] == f"{setup.groups['kill']}_event"
