@@ -8,6 +8,8 @@
 - Cassandra: the same backfill (from Parquet) reads back as the Redis one, and the oracle.
 - The job as spark-submit runs it (fetcher/batch/job.py), SIGKILLed midway and rerun:
   the store ends with the bytes of a clean run, and the oracle's values.
+- Lambda consistency: the same events through the backfill and through Kafka and
+  `fetcher stream` (tests/e2e/stream_support.py) serve the same features.
 
 One SparkSession serves the in-process runs (a JVM start costs ~15 s on a busy machine).
 """
@@ -430,3 +432,76 @@ def test_spark_submit_job_killed_midway_and_rerun_ends_as_a_clean_run(
     users = sorted(big.by_user)[::50]
     snapshot = _log_snapshot(world.url("killed"), world.agg, users)
     assert check_against_oracle(world.agg, SPEC, big, snapshot, users, READS, "rerun") > 0
+
+
+def test_lambda_the_batch_path_and_the_stream_serve_the_same_features(
+    spark: Any, world: World
+) -> None:
+    """The seed's test_batch_streaming_consistency: the same events, once through the Spark
+    backfill (batch parts at the end, the later events pushed) and once through Kafka and
+    `fetcher stream` (every event a log entry, no batch part), served by the real server:
+    every feature of every key at every read from the end on is the same, and the oracle's."""
+    from tests.e2e.stream_support import (
+        EventProducer,
+        committed,
+        create_topic,
+        end_offsets,
+        require_kafka,
+        streaming,
+        wait_for,
+        write_stream_settings,
+    )
+
+    require_kafka()
+    batch_url, stream_url = world.url("lambda-batch"), world.url("lambda-stream")
+    report = _backfill(spark, world.settings("lambda-batch", batch_url), AGG_GROUP,
+                       world.events_file)
+    assert report.keys > 0 and report.pushed > 0
+
+    topic = f"fetcher.lambda.{world.tag}"
+    create_topic(topic, 2)
+    producer = EventProducer(topic)
+    for row in world.events.rows:  # the file's rows (its two bad lines aside), as JSON
+        values = {k: row[k] for k in ("amount", "x", "s") if k in row}
+        ident = row.get("id")
+        producer.event(row["user_id"], row["event_time"], values, ident,
+                       oracle_id=None if ident is not None else f"{row['event_time']}")
+    producer.flush()
+    group_id = f"lambda-{world.tag}"
+    stream_port = free_port()
+    stream_settings = write_stream_settings(
+        world.tmp / "lambda-stream.toml", port=stream_port, store_url=stream_url,
+        config_dir=world.config)
+    with streaming(stream_settings, AGG_GROUP, world.tmp / "lambda-stream.log", "--topic",
+                   topic, "--group-id", group_id) as stream:
+        wait_for(lambda: committed(group_id, topic, 2) == end_offsets(topic, 2),
+                 "the stream committed every message", why=lambda: stream.log_text()[-3000:])
+        assert stream.metric("fetcher_stream_dead_lettered_total") == 0, stream.log_text()
+
+    users = sorted(world.events.by_user)
+    entities = [{"user_id": u} for u in users for _ in READS]
+    ats = [at for _ in users for at in READS]
+    served: dict[str, list[Any]] = {}
+    for name, url in (("batch", batch_url), ("stream", stream_url)):
+        port = free_port()
+        settings = write_settings(world.tmp / f"lambda-{name}-serve.toml", world.config, url,
+                                  port)
+        with serving("redis", settings, port, world.tmp / f"lambda-{name}.log",
+                     command=FETCHER_MODULE) as server, \
+                FeatureClient(server.target, timeout_s=60) as client:
+            served[name] = client.get_batch(entities, group=AGG_GROUP, entity_at=ats)
+    compared = 0
+    for entity, at, batch_row, stream_row in zip(entities, ats, served["batch"],
+                                                 served["stream"], strict=True):
+        where = f"user {entity['user_id']} at {at}"
+        raw = world.events.by_user[entity["user_id"]]
+        want = expected(SPEC, raw, at, has_batch=any(ts < END for ts, _, _ in raw))
+        for feature in SPEC.features:
+            b, s = batch_row[feature.name], stream_row[feature.name]
+            assert b.status is s.status, (where, feature.name, b, s)
+            if b.status is Status.PRESENT:
+                assert close(b.value, s.value), (where, feature.name, b.value, s.value)
+                compared += 1
+        if want is None:
+            assert {f.status for f in batch_row.values()} == {Status.NOT_FOUND}, where
+    assert compared > len(users) * len(READS)
