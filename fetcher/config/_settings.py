@@ -188,6 +188,18 @@ class AuthzClient:
 
 
 @dataclass(frozen=True, slots=True)
+class FeastSettings:
+    """[feast]: serve a Feast repo's rows with Feast's gRPC and HTTP APIs (docs/feast.md)."""
+
+    repo: str = ""  # path of feature_store.yaml; empty: Feast's APIs are off
+    http_listen: str = ""  # host:port of `POST /get-online-features`; empty: no HTTP API
+    watch_registry: bool = True  # reload when feature_store.yaml or registry.db change
+    watch_interval_s: float = 2.0
+    timeout_ms: int = 100  # the Feast store's per-call timeout (as stores.<name>.timeout_ms)
+    max_in_flight: int = 64
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All settings of one server process."""
 
@@ -199,11 +211,12 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     # Authorization is on when at least one client is defined.
     authz: Mapping[str, AuthzClient] = field(default_factory=dict)
+    feast: FeastSettings = field(default_factory=FeastSettings)
 
     def describe(self) -> str:
         """One line per setting, for the startup log, with URL passwords masked."""
         lines = []
-        for section in ("server", "cache", "log", "tracing", "kafka"):
+        for section in ("server", "cache", "log", "tracing", "kafka", "feast"):
             for key, value in _flat_items(getattr(self, section)):
                 shown = mask_url(value) if isinstance(value, str) else repr(value)
                 lines.append(f"{section}.{key} = {shown}")
@@ -276,6 +289,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "kafka": KafkaSettings,
     "server.tls": TlsSettings,
     "log.features": FeatureLogSettings,
+    "feast": FeastSettings,
 }
 # Sections of named tables: [stores.<name>] and [authz.clients.<name>].
 _NAMED: dict[str, type[Any]] = {"stores": StoreSettings, "authz.clients": AuthzClient}
@@ -389,7 +403,7 @@ def _read_file(path: str | os.PathLike[str], raw: _Raw, c: _Collector) -> None:
             c.add(
                 where, section, "unknown section",
                 "use [server], [server.tls], [cache], [log], [log.features], [tracing], "
-                "[kafka], [stores.<name>] or [authz.clients.<name>]",
+                "[kafka], [feast], [stores.<name>] or [authz.clients.<name>]",
             )
 
 
@@ -413,7 +427,7 @@ def _read_env(env: Mapping[str, str], raw: _Raw, c: _Collector) -> None:
                 var,
                 var,
                 "not a settings variable",
-                "use FETCHER__<SECTION>__<KEY> (server, cache, log, tracing, kafka), "
+                "use FETCHER__<SECTION>__<KEY> (server, cache, log, tracing, kafka, feast), "
                 "FETCHER__SERVER__TLS__<KEY>, FETCHER__LOG__FEATURES__<KEY>, "
                 "FETCHER__STORES__<NAME>__<KEY> "
                 "or FETCHER__AUTHZ__CLIENTS__<NAME>__<KEY>",

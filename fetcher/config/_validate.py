@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from fetcher.config._settings import (
     AuthzClient,
     CacheSettings,
+    FeastSettings,
     FeatureLogSettings,
     KafkaSettings,
     LogSettings,
@@ -117,6 +118,8 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
                                features=FeatureLogSettings(**sections["log.features"]))
     tracing = TracingSettings(**sections["tracing"])
     kafka = KafkaSettings(**sections["kafka"])
+    feast = FeastSettings(**sections["feast"])
+    _check_feast(feast, where, c)
     stores: dict[str, StoreSettings] = {}
     where_store = raw.where_named["stores"]
     for name, values in raw.named["stores"].items():
@@ -148,8 +151,24 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
     _check_authz(authz, tls, env, raw.where_named["authz.clients"], c)
     return Settings(
         server=server, stores=stores, cache=cache, log=log_settings, tracing=tracing,
-        kafka=kafka, authz=authz,
+        kafka=kafka, authz=authz, feast=feast,
     )
+
+
+def _check_feast(feast: FeastSettings, where: str, c: _Collector) -> None:
+    if feast.http_listen and not _valid_address(feast.http_listen):
+        c.bad(where, "feast.http_listen", f"{feast.http_listen!r} has no valid port",
+              "write host:port, e.g. 0.0.0.0:6566, or leave it empty for no HTTP API")
+    if feast.http_listen and not feast.repo:
+        c.bad(where, "feast.http_listen", "Feast's HTTP API needs a Feast repo",
+              "set feast.repo to the path of feature_store.yaml")
+    if feast.repo and not os.path.isfile(feast.repo):
+        c.bad(where, "feast.repo", f"{feast.repo!r} is not a readable file",
+              "give the path of the Feast repo's feature_store.yaml")
+    for key, example in (("watch_interval_s", "2.0"), ("timeout_ms", "100"),
+                         ("max_in_flight", "64")):
+        if getattr(feast, key) <= 0:
+            c.bad(where, f"feast.{key}", "must be > 0", f"use e.g. {example}")
 
 
 def _check_log(settings: LogSettings, where: str, c: _Collector) -> None:
