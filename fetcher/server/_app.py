@@ -25,6 +25,7 @@ from fetcher.cache import L1Cache, L2Cache, SingleFlight
 from fetcher.catalog import CatalogError
 from fetcher.config import ServerSettings, Settings, SettingsError, mask_url
 from fetcher.engine import CacheTiers, FetchEngine, StoreHandle
+from fetcher.feast import FEAST_STORE, FeastError
 from fetcher.metrics import Metrics
 from fetcher.server._health import HealthMonitor, MonitoredStore
 from fetcher.server._logging_json import Redactor, request_id
@@ -37,7 +38,9 @@ from fetcher.v1 import feature_service_pb2 as pb
 from kvstores import KVStore, StoreError, open_store
 
 if TYPE_CHECKING:
+    from fetcher.feast import FeastHttp
     from fetcher.featurelog import FeatureLog
+    from fetcher.server._feast import FeastRepo
 
 log = logging.getLogger("fetcher.server")
 
@@ -106,11 +109,14 @@ class App:
         self._metrics_server: MetricsServer | None = None
         self._rpc: RpcContextInterceptor | None = None
         self._feature_log: FeatureLog | None = None
+        self._feast: FeastRepo | None = None
+        self._feast_http: FeastHttp | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
         self._stopping = False
         self.port = 0
         self.metrics_port = 0
+        self.feast_http_port = 0
 
     @property
     def snapshot(self) -> Snapshot:
@@ -137,11 +143,96 @@ class App:
                     "Fix: correct the URL or its options"
                 ) from None
             self._stores[name] = MonitoredStore(store, store_settings.required)
+        if self.settings.feast.repo:
+            self._load_feast()
         if self.settings.authz:
             self._authorizer = Authorizer(self.settings.authz, self._env, self.redactor)
             catalog = self.snapshot.catalog
             self._authorizer.warn_unknown(catalog.groups, catalog.services)
         self._tracer = load_tracer(self.settings.tracing)
+
+    def _load_feast(self) -> None:
+        """[feast]: the repo's catalog and its online store (the store named "feast")."""
+        from fetcher.server._feast import FeastRepo
+
+        feast = self.settings.feast
+        if FEAST_STORE in self.settings.stores:
+            raise StartupError(
+                f"stores.{FEAST_STORE}: the name is the Feast repo's store when feast.repo is "
+                "set. Fix: rename the store")
+        try:
+            self._feast = FeastRepo(feast, self.metrics)
+        except FeastError as exc:
+            raise StartupError(f"feast.repo: {exc}") from None
+        url = self._feast.current.catalog.config.store_url
+        try:
+            store = open_store(url, timeout_s=feast.timeout_ms / 1000)
+        except (ValueError, StoreError) as exc:
+            raise StartupError(
+                f"feast.repo: cannot open its online store {mask_url(url)}: {exc}") from None
+        self._stores[FEAST_STORE] = MonitoredStore(store, True)
+
+    def _store_handle(self, name: str, store: KVStore) -> StoreHandle:
+        if name == FEAST_STORE and self._feast is not None:
+            feast = self.settings.feast
+            return StoreHandle(name, store, feast.timeout_ms / 1000,
+                               max_in_flight=feast.max_in_flight)
+        s = self.settings.stores[name]
+        return StoreHandle(
+            name, store, s.timeout_ms / 1000, max_in_flight=s.max_in_flight,
+            breaker_failures=s.breaker_failures, breaker_cooldown_s=s.breaker_cooldown_s,
+        )
+
+    def _add_feast(self, server: grpc.aio.Server, admission: Admission) -> tuple[str, ...]:
+        """Feast's gRPC services on `server`; their names (none without [feast])."""
+        if self._feast is None or self._engine is None:
+            return ()
+        from fetcher.feast import FeastReader, FeastServicer, add_feast_services
+        from fetcher.server._feast import grpc_authorize
+
+        reader = FeastReader(self._feast.snapshot, self._engine,
+                             max_rows=self.settings.server.max_batch_entities)
+        servicer = FeastServicer(
+            reader, self.metrics,
+            default_deadline_s=self.settings.server.default_deadline_ms / 1000,
+            admission=admission,
+            authorize=None if self._authorizer is None else grpc_authorize(self._authorizer),
+        )
+        return add_feast_services(servicer, server)
+
+    async def _start_feast_http(self) -> None:
+        """Feast's HTTP API on feast.http_listen, when set."""
+        listen = self.settings.feast.http_listen
+        if self._feast is None or self._engine is None or not listen:
+            return
+        from fetcher.feast import FeastHttp, FeastReader
+        from fetcher.server._feast import http_authorize, http_ssl_context
+
+        reader = FeastReader(self._feast.snapshot, self._engine,
+                             max_rows=self.settings.server.max_batch_entities)
+        latency = self.metrics.rpc_latency
+
+        def observe(status: str, seconds: float) -> None:
+            latency.labels("Feast/HTTP", status).observe(seconds)
+
+        monitor = self._monitor
+        assert monitor is not None
+        http = FeastHttp(
+            reader, default_deadline_s=self.settings.server.default_deadline_ms / 1000,
+            authorize=None if self._authorizer is None else http_authorize(self._authorizer),
+            observe=observe,
+            ready=lambda: monitor.serving,
+        )
+        host, _, port = listen.rpartition(":")
+        try:
+            self.feast_http_port = await http.start(
+                host.strip("[]"), int(port), reuse_port=self._reuse_port,
+                ssl_context=http_ssl_context(self.settings.server.tls))
+        except OSError as exc:
+            raise StartupError(
+                f"feast.http_listen: cannot serve on {listen!r}: {exc}. Fix: pick a free "
+                "address") from None
+        self._feast_http = http
 
     async def start(self) -> int:
         """Build the engine, bind and serve; returns the bound port. Health starts NOT_SERVING."""
@@ -162,27 +253,20 @@ class App:
             l1_enabled=cache_settings.l1_max_entries > 0,
         )
         self.metrics.watch_caches(l1, self._l2)
-        handles = {
-            name: StoreHandle(
-                name, s.store, self.settings.stores[name].timeout_ms / 1000,
-                max_in_flight=self.settings.stores[name].max_in_flight,
-                breaker_failures=self.settings.stores[name].breaker_failures,
-                breaker_cooldown_s=self.settings.stores[name].breaker_cooldown_s,
-            )
-            for name, s in self._stores.items()
-        }
+        handles = {name: self._store_handle(name, s.store) for name, s in self._stores.items()}
         self._engine = FetchEngine(handles, tiers, self.metrics)
         self._feature_log = await self._start_feature_log()
+        admission = Admission(
+            self.settings.server.max_inflight_rpcs, self.settings.server.max_queued_rpcs,
+            self.metrics.registry,
+        )
         servicer = FeatureServicer(
             lambda: self.snapshot,
             self._engine,
             self.metrics,
             max_batch_entities=self.settings.server.max_batch_entities,
             default_deadline_s=self.settings.server.default_deadline_ms / 1000,
-            admission=Admission(
-                self.settings.server.max_inflight_rpcs, self.settings.server.max_queued_rpcs,
-                self.metrics.registry,
-            ),
+            admission=admission,
             served_log=self._feature_log,
         )
         server_settings = self.settings.server
@@ -195,9 +279,10 @@ class App:
             options=server_options(server_settings, reuse_port=self._reuse_port),
         )
         add_feature_service(servicer, server)
+        feast_services = self._add_feast(server, admission)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, *feast_services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         self.port = self._bind(server, server_settings)
         self._monitor = HealthMonitor(
@@ -214,6 +299,7 @@ class App:
             except MetricsListenError as exc:
                 raise StartupError(str(exc)) from None
             self.metrics_port = self._metrics_server.port
+        await self._start_feast_http()
         await server.start()
         self._server = server
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -225,6 +311,8 @@ class App:
                 server_settings.config_dir, server_settings.watch_interval_s, self.reload
             )
             self._tasks.append(asyncio.create_task(watcher.run()))
+        if self._feast is not None and self.settings.feast.watch_registry:
+            self._tasks.append(asyncio.create_task(self._feast.watch()))
         log.info(
             "serving config %s on %s (port %d)", self.snapshot.catalog.version,
             server_settings.listen, self.port,
@@ -272,9 +360,12 @@ class App:
         return int(port)
 
     async def reload(self) -> bool:
-        """Load the config directory again; swap the snapshot only when it is valid."""
+        """Load the config directory (and the Feast repo) again; swap each snapshot only
+        when it is valid."""
         if self._snapshot is None:
             return False  # not loaded yet: the start will read the current files anyway
+        if self._feast is not None:
+            await self._feast.reload()
         async with self._reload_lock:
             directory = self.settings.server.config_dir
             try:
@@ -340,6 +431,8 @@ class App:
                 extra={"rpcs_served_ok": self._rpc.served_ok,
                        "rpcs_cancelled": self._rpc.cancelled},
             )
+        if self._feast_http is not None:
+            await self._feast_http.stop()
         if self._feature_log is not None:
             # After the last RPC: what it served is written, its files closed (visible).
             await self._feature_log.close()

@@ -95,6 +95,15 @@ class Authorizer:
                         grant.client, kind, ", ".join(unknown),
                     )
 
+    def authenticate_header(self, value: str | None) -> Grant | None:
+        """The grant of an HTTP `Authorization: Bearer <token>` header, or None."""
+        if value is None:
+            return None
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self._by_token.get(hashlib.sha256(token.strip().encode()).digest())
+
     def authenticate(self, context: Any) -> Grant | None:
         """The calling client's grant, or None when the call is not from a known client."""
         for key, value in context.invocation_metadata() or ():

@@ -69,6 +69,13 @@ def run_serve(settings_path: str | None, workers: int | None) -> int:
     count = count or os.cpu_count() or 1
     try:
         load_snapshot(settings.server.config_dir, settings.stores)
+        if settings.feast.repo:
+            from fetcher.feast import FeastError, load_feast_repo
+
+            try:
+                load_feast_repo(settings.feast.repo)
+            except FeastError as exc:
+                return _fail(f"feast.repo: {exc}")
         if settings.tracing.enabled:
             from fetcher.server._tracing import load_tracer
 
