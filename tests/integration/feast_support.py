@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,3 +313,68 @@ def build_world(backend: str, repo: Path) -> World:
         materialized=materialized, feast=feast, ours=ours,
         targets={read["name"]: target(plans, read) for read in wanted},
     )  # fmt: skip
+
+
+# --- our server over a Feast repo -------------------------------------------------------
+
+
+class FeastServer:
+    """fetcher's App serving a Feast repo (gRPC and HTTP, [feast] settings) on its own
+    event loop in a thread, so sync tests and Feast's processes can call it."""
+
+    def __init__(self, repo: Path, **feast: Any) -> None:
+        from fetcher.config import FeastSettings, ServerSettings, Settings
+
+        config = repo / "fetcher-config"
+        (config / "groups").mkdir(parents=True, exist_ok=True)
+        (config / "services").mkdir(exist_ok=True)
+        self.settings = Settings(
+            server=ServerSettings(
+                listen="127.0.0.1:0", config_dir=str(config), metrics_listen="",
+                drain_delay_s=0.0, shutdown_grace_s=5.0, default_deadline_ms=10_000,
+            ),
+            feast=FeastSettings(
+                repo=str(repo / "feature_store.yaml"), http_listen="127.0.0.1:0",
+                timeout_ms=10_000, **feast,
+            ),
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.app: Any = None
+
+    def call(self, coro: Any, timeout_s: float = 120.0) -> Any:
+        """Run a coroutine on the server's loop; its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def __enter__(self) -> FeastServer:
+        from fetcher.server import App
+
+        self.thread.start()
+
+        async def start() -> Any:
+            app = App(self.settings)
+            app.load()
+            await app.start()
+            return app
+
+        self.app = self.call(start())
+        return self
+
+    @property
+    def target(self) -> str:
+        """host:port of the gRPC server."""
+        return f"127.0.0.1:{self.app.port}"
+
+    @property
+    def http(self) -> str:
+        """Base URL of the HTTP API."""
+        return f"http://127.0.0.1:{self.app.feast_http_port}"
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.app is not None:
+                self.call(self.app.stop(grace_s=5.0, drain_delay_s=0.0))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
+            self.loop.close()

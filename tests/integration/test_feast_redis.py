@@ -39,7 +39,6 @@ from tests.integration.feast_support import (
     TTL_S,
     Row,
     World,
-    build_world,
     canonical,
     driver,
     ms,
@@ -54,12 +53,6 @@ from tests.unit.fetch_support import vector_values
 FEAST_PRESENT = 1  # feast.serving.FieldStatus.PRESENT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module", params=["redis", "redis_cluster"])
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> World:
-    """The Feast repo of one backend, filled by Feast, and both sides' answers."""
-    return build_world(request.param, tmp_path_factory.mktemp(f"feast-{request.param}"))
 
 
 def _cells(world: World, name: str) -> Iterator[tuple[str, int, dict[str, Any], int, Any, int]]:
