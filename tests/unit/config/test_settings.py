@@ -80,6 +80,13 @@ def test_env_overrides_are_typed_and_can_define_a_store(tmp_path: Path) -> None:
          ["FETCHER__LOG__FEATURES__MAX_FILE_SECONDS", "must be > 0"]),
         ("[log.features]\nenable = true\n", {}, ["log.features.enable", "unknown key",
                                                   "enabled"]),
+        ("[feast]\nrepo = 'nowhere/feature_store.yaml'\n", {},
+         ["feast.repo", "is not a readable file", "feature_store.yaml"]),
+        ("[feast]\nhttp_listen = '127.0.0.1:6566'\n", {},
+         ["feast.http_listen", "needs a Feast repo"]),
+        ("", {"FETCHER__FEAST__HTTP_LISTEN": "nope"},
+         ["FETCHER__FEAST__HTTP_LISTEN", "feast.http_listen", "has no valid port"]),
+        ("[feast]\nwatch_interval_s = 0\n", {}, ["feast.watch_interval_s", "must be > 0"]),
     ],
 )
 def test_bad_settings_name_source_key_and_fix(
@@ -131,3 +138,14 @@ def test_feature_log_settings_from_the_file_and_env(tmp_path: Path) -> None:
     assert features == FeatureLogSettings(True, "/var/log/f", 1048576, 60.0, 500)
     described = load_settings(path, env=env).describe()
     assert "log.features.directory = /var/log/f" in described
+
+
+def test_feast_section_from_file_and_env(tmp_path: Path) -> None:
+    repo = tmp_path / "feature_store.yaml"
+    repo.write_text("project: p\n")
+    path = _write(tmp_path, f"[feast]\nrepo = '{repo}'\nhttp_listen = '127.0.0.1:6566'\n")
+    s = load_settings(path, env={"FETCHER__FEAST__WATCH_REGISTRY": "false"})
+    assert (s.feast.repo, s.feast.http_listen, s.feast.watch_registry) == (
+        str(repo), "127.0.0.1:6566", False)
+    assert load_settings(None, env={}).feast.repo == ""  # off by default
+    assert "feast.repo = " in s.describe()
