@@ -25,7 +25,7 @@ SETTINGS = ROOT / "bench" / "config" / "bench.toml"
 #: Offsets from the base port.
 PORTS = {
     "redis": 0, "fetcher_cold": 1, "fetcher_warm": 2, "ceiling": 3, "feast_grpc": 4,
-    "feast_http": 5, "workers": 6, "rss": 7,
+    "feast_http": 5, "workers": 6, "rss": 7, "fetcher_feast": 8, "fetcher_feast_http": 9,
 }  # fmt: skip
 
 
@@ -172,6 +172,20 @@ class Lab:
             cpus=cpus or self.cores.server,
             env=self.fetcher_env(port, l1_cold=l1_cold),
             cwd=ROOT,
+        )
+
+    def start_fetcher_feast(self, repo: Path) -> Proc:
+        """`fetcher serve` over Feast's repo ([feast]): Feast's gRPC services on the port
+        "fetcher_feast", its HTTP API on "fetcher_feast_http"; L1 off, as Feast has none."""
+        port = self.port("fetcher_feast")
+        env = self.fetcher_env(port, l1_cold=True)
+        env["FETCHER__FEAST__REPO"] = str(repo / "feature_store.yaml")
+        env["FETCHER__FEAST__HTTP_LISTEN"] = f"127.0.0.1:{self.port('fetcher_feast_http')}"
+        env["FETCHER__FEAST__WATCH_REGISTRY"] = "false"
+        return self._start(
+            "fetcher_feast",
+            [str(self.fetcher_bin), "serve", "--settings", str(SETTINGS), "--workers", "1"],
+            port, cpus=self.cores.server, env=env, cwd=ROOT,
         )
 
     def start_ceiling(self) -> Proc:

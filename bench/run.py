@@ -43,6 +43,8 @@ from bench.report import (
     FEAST_HTTP,
     FETCHER_COLD,
     FETCHER_WARM,
+    OURS_FEAST_GRPC,
+    OURS_FEAST_HTTP,
     REDIS_FLOOR,
     SCENARIOS,
     Scenario,
@@ -56,7 +58,10 @@ from bench.report import (
 )
 from fetcher.v1 import feature_service_pb2 as pb
 
-SYSTEM_ORDER = (FETCHER_COLD, FETCHER_WARM, CEILING, FEAST_GRPC, FEAST_HTTP, REDIS_FLOOR)
+SYSTEM_ORDER = (FETCHER_COLD, FETCHER_WARM, CEILING, FEAST_GRPC, FEAST_HTTP, OURS_FEAST_GRPC,
+                OURS_FEAST_HTTP, REDIS_FLOOR)
+# --feast-only: Feast's servers and this fetcher's Feast endpoints, nothing else.
+FEAST_SYSTEMS = (FEAST_GRPC, FEAST_HTTP, OURS_FEAST_GRPC, OURS_FEAST_HTTP)
 FETCHER_SERVICE = "fetcher.v1.FeatureService"
 # A system's load run in a scenario; None: the system is not measured in that scenario.
 Runner = Callable[[Scenario, float], Measurement | None]
@@ -205,41 +210,63 @@ class Bench:
             cwd=ROOT,
         )
         self.checked += [FEAST_GRPC, FEAST_HTTP]
+        # This fetcher over the same repo and rows, answering Feast's own APIs; checked
+        # by the same Feast client code that checks Feast's servers.
+        self.servers[OURS_FEAST_GRPC] = lab.start_fetcher_feast(repo)
+        ours_grpc = f"127.0.0.1:{lab.port('fetcher_feast')}"
+        ours_http = f"http://127.0.0.1:{lab.port('fetcher_feast_http')}/get-online-features"
+        run_cmd(
+            [str(self.feast_python), "-m", "bench.feast_repo", "check", "--grpc", ours_grpc,
+             "--http", ours_http, "--users", *map(str, sample)],
+            "fetcher Feast API check",
+            cwd=ROOT,
+        )
+        self.checked += [OURS_FEAST_GRPC, OURS_FEAST_HTTP]
         feast_protoset = self.build / "feast.protoset"
 
-        def feast_grpc(s: Scenario, seconds: float) -> Measurement:
-            return loadgen.grpc_load(
-                s.client,
-                self.ghz,
-                lab.python,
-                grpc_target,
-                feast_protoset,
-                "GrpcFeatureServer.GetOnlineFeatures",
-                files[("feast", s.entities)],
-                concurrency=s.concurrency,
-                seconds=seconds,
-                cpus=self.cores.load,
-            )
+        def grpc_runner(target: str) -> Runner:
+            def go(s: Scenario, seconds: float) -> Measurement:
+                return loadgen.grpc_load(
+                    s.client,
+                    self.ghz,
+                    lab.python,
+                    target,
+                    feast_protoset,
+                    "GrpcFeatureServer.GetOnlineFeatures",
+                    files[("feast", s.entities)],
+                    concurrency=s.concurrency,
+                    seconds=seconds,
+                    cpus=self.cores.load,
+                )
 
-        def feast_http(s: Scenario, seconds: float) -> Measurement | None:
-            if s.client != "ghz":
-                return None  # no gRPC client to swap: measured in the ghz scenarios
-            return loadgen.wrk(
-                self.wrk,
-                http_url,
-                files[("http", s.entities)],
-                concurrency=s.concurrency,
-                seconds=seconds,
-                cpus=self.cores.load,
-            )
+            return go
 
-        self.runners[FEAST_GRPC] = feast_grpc
-        self.runners[FEAST_HTTP] = feast_http
+        def http_runner(url: str) -> Runner:
+            def go(s: Scenario, seconds: float) -> Measurement | None:
+                if s.client != "ghz":
+                    return None  # no gRPC client to swap: measured in the ghz scenarios
+                return loadgen.wrk(
+                    self.wrk,
+                    url,
+                    files[("http", s.entities)],
+                    concurrency=s.concurrency,
+                    seconds=seconds,
+                    cpus=self.cores.load,
+                )
+
+            return go
+
+        self.runners[FEAST_GRPC] = grpc_runner(grpc_target)
+        self.runners[FEAST_HTTP] = http_runner(http_url)
+        self.runners[OURS_FEAST_GRPC] = grpc_runner(ours_grpc)
+        self.runners[OURS_FEAST_HTTP] = http_runner(ours_http)
 
     # ----- measurement ---------------------------------------------------------------
     def measure(self) -> dict[str, dict[str, Summary]]:
         """Every scenario on every system, runs interleaved so drift hits all alike."""
         systems = [s for s in SYSTEM_ORDER if s in self.runners]
+        if self.args.feast_only:
+            systems = [s for s in systems if s in FEAST_SYSTEMS]
         raw: dict[str, dict[str, list[Measurement]]] = {s.name: {} for s in SCENARIOS}
         for run_index in range(self.args.runs):
             for scenario in SCENARIOS:
@@ -435,6 +462,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, help="runs per system and scenario (default 3; smoke 1)")
     p.add_argument("--warmup", type=float, help="seconds of warm-up before run 1 (default 2)")
     p.add_argument("--no-feast", dest="feast", action="store_false", default=None)
+    p.add_argument("--feast-only", action="store_true",
+                   help="measure only Feast's servers and this fetcher's Feast endpoints")
     p.add_argument(
         "--no-extras",
         dest="extras",
@@ -442,7 +471,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="skip worker scaling, RSS and profiles",
     )
-    p.add_argument("--base-port", type=int, default=6450, help="redis port; servers use +1..+7")
+    p.add_argument("--base-port", type=int, default=6450, help="redis port; servers use +1..+9")
     p.add_argument("--out", type=Path, default=ROOT / "build" / "bench")
     args = p.parse_args(argv)
     smoke = args.smoke
