@@ -21,6 +21,7 @@ from fetcher.feast._registry import (
 )
 from fetcher.feast._serving import (
     FIELD_STATUS,
+    FeastAnswer,
     FeastReader,
     FeastRequestError,
     FeastSnapshot,
@@ -37,7 +38,7 @@ from fetcher.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from fetcher.feast._grpc import FeastServicer, add_feast_services
-    from fetcher.feast._http import FeastHttp, request_from_json, response_to_json
+    from fetcher.feast._http import FeastHttp, request_from_json
 
 # Imported on first use: grpc must not be loaded before a supervisor forks its workers,
 # and aiohttp only when the HTTP API is on.
@@ -46,7 +47,6 @@ _LAZY = {
     "add_feast_services": "fetcher.feast._grpc",
     "FeastHttp": "fetcher.feast._http",
     "request_from_json": "fetcher.feast._http",
-    "response_to_json": "fetcher.feast._http",
 }
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
@@ -57,6 +57,7 @@ __all__ = [
     "KEY_TYPES",
     "NULL_TIMESTAMP",
     "SUPPORTED_KEY_VERSIONS",
+    "FeastAnswer",
     "FeastCatalog",
     "FeastConfig",
     "FeastError",
@@ -74,6 +75,5 @@ __all__ = [
     "load_feast_repo",
     "read_feature_store_yaml",
     "request_from_json",
-    "response_to_json",
     "value_type_name",
 ]

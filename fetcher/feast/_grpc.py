@@ -61,8 +61,8 @@ class FeastServicer:
 
     async def GetOnlineFeatures(  # gRPC method name
         self, request: Any, context: Any
-    ) -> Any:
-        """Feast's online features of the request's entity rows."""
+    ) -> bytes:
+        """Feast's online features of the request's entity rows (response wire bytes)."""
         started = time.perf_counter()
         admission = self._admission
         if admission is not None and not admission.try_enter():
@@ -78,7 +78,7 @@ class FeastServicer:
             if admission is not None:
                 admission.leave()
 
-    async def _get(self, request: Any, context: Any, started: float) -> Any:
+    async def _get(self, request: Any, context: Any, started: float) -> bytes:
         try:
             snap, resolved = self._reader.prepare(request)
             if self._authorize is not None:
@@ -94,14 +94,18 @@ class FeastServicer:
             self._observe(code, started)
             await context.abort(code, str(exc))
             raise
-        count = len(response.results[0].values) if response.results else 0
-        self._metrics.entities.labels(f"feast:{snap.catalog.config.project}").inc(count)
+        self._metrics.entities.labels(f"feast:{snap.catalog.config.project}").inc(
+            response.count)
         self._observe(grpc.StatusCode.OK, started)
-        return response
+        return response.wire()
 
     def _observe(self, code: grpc.StatusCode, started: float) -> None:
         self._metrics.rpc_latency.labels(METHOD_LABEL, code.name).observe(
             time.perf_counter() - started)
+
+
+def _as_is(wire: bytes) -> bytes:
+    return wire
 
 
 def add_feast_services(servicer: FeastServicer, server: Any) -> tuple[str, str]:
@@ -109,7 +113,7 @@ def add_feast_services(servicer: FeastServicer, server: Any) -> tuple[str, str]:
     get = grpc.unary_unary_rpc_method_handler(
         servicer.GetOnlineFeatures,
         request_deserializer=sv.GetOnlineFeaturesRequest.FromString,
-        response_serializer=sv.GetOnlineFeaturesResponse.SerializeToString,
+        response_serializer=_as_is,  # the answer's wire bytes, built by FeastAnswer
     )
     info = grpc.unary_unary_rpc_method_handler(
         servicer.GetFeastServingInfo,

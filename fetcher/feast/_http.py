@@ -4,7 +4,8 @@
 The request is Feast's: {"features": [...]} or {"feature_service": ...}, "entities":
 {join key: [values]}, "full_feature_names". The response is what `feast serve` sends
 (Feast's convert_response_to_dict): "metadata.feature_names", and per column "values"
-(native JSON; bytes base64), "statuses" (names), "event_timestamps" (RFC 3339). Errors
+(native JSON; bytes base64), "statuses" (names), "event_timestamps" (RFC 3339), built
+by fetcher.feast.FeastAnswer.json. Errors
 as Feast's server sends them: an unknown view, feature or service 404 with Feast's error
 detail (a JSON string of module, class and message), a malformed request 422 with
 {"detail": [{"loc", "msg", "type"}]}.
@@ -13,12 +14,9 @@ detail (a JSON string of module, class and message), a malformed request 422 wit
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
-import math
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -29,9 +27,6 @@ from fetcher.feast.proto.types import value_pb2
 
 log = logging.getLogger("fetcher.feast.http")
 
-_STATUS_NAMES = {v: sv.FieldStatus.Name(v) for v in sv.FieldStatus.values()}
-_FLOATS = ("double_val", "float_val")
-_FLOAT_LISTS = ("double_list_val", "float_list_val")
 # Bound on a request body (the gRPC server's limit is server.max_message_bytes).
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -89,67 +84,6 @@ def request_from_json(body: Any) -> Any:
         raise FeastRequestError("full_feature_names", "expected true or false")
     request.full_feature_names = full
     return request
-
-
-def _float(f: float) -> float | str:
-    if math.isfinite(f):
-        return f
-    return "NaN" if math.isnan(f) else ("Infinity" if f > 0 else "-Infinity")
-
-
-def _native(value: Any) -> Any:
-    which = value.WhichOneof("val")
-    if which is None or which == "null_val":
-        return None
-    if which in _FLOATS:
-        return _float(getattr(value, which))
-    if which == "bytes_val":
-        return base64.b64encode(value.bytes_val).decode("ascii")
-    if which == "bytes_list_val":
-        return [base64.b64encode(b).decode("ascii") for b in value.bytes_list_val.val]
-    if which in _FLOAT_LISTS:
-        return [_float(f) for f in getattr(value, which).val]
-    if which.endswith("_list_val"):
-        return list(getattr(value, which).val)
-    return getattr(value, which)
-
-
-def _time(ts: Any) -> str:
-    if ts.seconds == 0 and ts.nanos == 0:
-        return "1970-01-01T00:00:00Z"
-    base = datetime.fromtimestamp(ts.seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    nanos = ts.nanos
-    if nanos == 0:
-        return base + "Z"
-    if nanos % 1_000_000 == 0:
-        return f"{base}.{nanos // 1_000_000:03d}Z"
-    if nanos % 1_000 == 0:
-        return f"{base}.{nanos // 1_000:06d}Z"
-    return f"{base}.{nanos:09d}Z"
-
-
-def response_to_json(response: Any) -> dict[str, Any]:
-    """A GetOnlineFeaturesResponse as `feast serve` answers it."""
-    times: dict[tuple[int, int], str] = {}
-
-    def stamp(ts: Any) -> str:
-        key = (ts.seconds, ts.nanos)
-        found = times.get(key)
-        if found is None:
-            found = times[key] = _time(ts)
-        return found
-
-    return {
-        "metadata": {"feature_names": list(response.metadata.feature_names.val)},
-        "results": [
-            {
-                "values": [_native(v) for v in vector.values],
-                "statuses": [_STATUS_NAMES.get(s, "INVALID") for s in vector.statuses],
-                "event_timestamps": [stamp(t) for t in vector.event_timestamps],
-            }
-            for vector in response.results
-        ],
-    }
 
 
 class FeastHttp:
@@ -210,7 +144,7 @@ class FeastHttp:
             if exc.not_found:
                 return _feast_error(exc.feast_class, str(exc), 404)
             return _invalid(exc.field, str(exc))
-        return web.json_response(response_to_json(response))
+        return web.json_response(response.json())
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False,
                     ssl_context: Any = None) -> int:

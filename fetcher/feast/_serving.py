@@ -12,14 +12,16 @@ every Redis read PRESENT (docs/feast.md).
 from __future__ import annotations
 
 import asyncio
+import base64
+import math
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from fetcher.codec import KeyValue
-from fetcher.engine import SLOT_OF_TYPE, FetchEngine, Plans, TargetPlan
+from fetcher.engine import SLOT_OF_TYPE, FetchEngine, Plans, TargetPlan, varint
 from fetcher.feast._registry import FeastCatalog
 from fetcher.feast.proto.serving import serving_service_pb2 as sv
 from fetcher.feast.proto.types import value_pb2
@@ -29,7 +31,6 @@ from fetcher.v1 import feature_service_pb2 as fpb
 
 VT = value_pb2.ValueType
 Value = value_pb2.Value
-FeatureVectorOut = sv.GetOnlineFeaturesResponse.FeatureVector
 
 #: Our status -> Feast's FieldStatus (Feast has no ERROR: a row that did not decode, or a
 #: store that failed, is INVALID, Feast's "status unset").
@@ -73,8 +74,6 @@ _KEY_MEMBERS = {
     KeyType.STRING: ("string_val",),
     KeyType.BYTES: ("bytes_val",),
 }
-_EMPTY = Value()
-_NO_TIME = Timestamp()
 # Resolved feature lists kept per snapshot (clients repeat the same few lists).
 _MAX_RESOLVED = 1024
 
@@ -101,9 +100,9 @@ class _Column:
     slot: int
     position: int  # within the slot
     join: int
-    member: str  # the Value member it is answered in
     items: str | None  # list features: the ListValue field of the items
-    list_message: Any
+    encoder: Callable[[Any], bytes]  # value -> its Value (in the view's member), wire bytes
+    native: Callable[[Any], Any]  # value -> its JSON form
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +135,14 @@ def _columns(plan: TargetPlan, wanted: Sequence[tuple[str, str, int]]) -> tuple[
     out = []
     for feature, name, value_type in wanted:
         i = index[feature]
-        member, message = _LIST_MESSAGE.get(value_type, (_MEMBER.get(value_type, ""), None))
+        listed = _LIST_MESSAGE.get(value_type)
+        encoder = (_scalar_encoder(_MEMBER[value_type]) if listed is None
+                   else _list_encoder(*listed))
         out.append(_Column(
             name=name, feature=i, slot=SLOT_OF_TYPE[plan.feature_types[i]],
-            position=positions[i], join=plan.feature_joins[i], member=member,
-            items=_LIST_ITEMS.get(value_type), list_message=message,
+            position=positions[i], join=plan.feature_joins[i],
+            items=_LIST_ITEMS.get(value_type), encoder=encoder,
+            native=_native_encoder(value_type),
         ))
     return tuple(out)
 
@@ -294,42 +296,189 @@ def _entity_rows(
     return count, columns, echoed
 
 
-def _timestamp(ms: int, cache: dict[int, Any]) -> Any:
-    found = cache.get(ms)
-    if found is None:
-        found = cache[ms] = Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
-    return found
+_DOUBLE = struct.Struct("<d").pack
+_FLOAT = struct.Struct("<f").pack
+_EMPTY_FIELD = b"\x0a\x00"  # an unset Value in FeatureVector.values (field 1)
+_ZERO_TIME_FIELD = b"\x1a\x00"  # a zero Timestamp in FeatureVector.event_timestamps (3)
 
 
-def _fill(read: _Read, wires: Sequence[bytes], results: list[Any]) -> None:
-    """Append one FeatureVector per column of `read` from the engine's vectors."""
+def _field(tag: bytes, inner: bytes) -> bytes:
+    return tag + varint(len(inner)) + inner
+
+
+def _scalar_encoder(member: str) -> Callable[[Any], bytes]:
+    """value -> the FeatureVector.values field of a Value holding it in `member` (wire
+    bytes built by hand: a message per cell cost most of a 100-entity answer)."""
+    if member == "double_val":
+        return lambda v: b"\x0a\x09\x29" + _DOUBLE(v)
+    if member == "float_val":
+        return lambda v: b"\x0a\x05\x35" + _FLOAT(v)
+    if member in ("int64_val", "int32_val", "unix_timestamp_val"):
+        tag = {"int64_val": b"\x20", "int32_val": b"\x18", "unix_timestamp_val": b"\x40"}[member]
+        return lambda v: _field(b"\x0a", tag + varint(v))
+    if member == "bool_val":
+        return lambda v: b"\x0a\x02\x38\x01" if v else b"\x0a\x02\x38\x00"
+    if member == "string_val":
+        return lambda v: _field(b"\x0a", _field(b"\x12", v.encode()))
+    if member == "bytes_val":
+        return lambda v: _field(b"\x0a", _field(b"\x0a", v))
+    raise ValueError(member)
+
+
+def _list_encoder(member: str, message: Any) -> Callable[[Any], bytes]:
+    def encode(items: Any) -> bytes:
+        return _field(b"\x0a", Value(**{member: message(val=items)}).SerializeToString())
+
+    return encode
+
+
+def _time_field(ms: int) -> bytes:
+    seconds, nanos = divmod(ms, 1000)
+    inner = (b"\x08" + varint(seconds) if seconds else b"") + (
+        b"\x10" + varint(nanos * 1_000_000) if nanos else b"")
+    return _field(b"\x1a", inner)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureColumn:
+    """One feature column of an answer: values (None where not PRESENT), Feast statuses,
+    event times in ms, one per entity row."""
+
+    column: _Column
+    values: list[Any]
+    statuses: bytes
+    times: list[int]
+
+
+class FeastAnswer:
+    """A GetOnlineFeatures answer, as Feast's wire bytes (gRPC) or `feast serve`'s JSON."""
+
+    __slots__ = ("count", "entities", "features", "names")
+
+    def __init__(self, names: list[str], entities: list[tuple[str, Any]],
+                 features: list[FeatureColumn], count: int) -> None:
+        self.names = names
+        self.entities = entities  # (join key, the request's RepeatedValue)
+        self.features = features
+        self.count = count
+
+    def wire(self) -> bytes:
+        """GetOnlineFeaturesResponse wire bytes."""
+        count = self.count
+        metadata = sv.GetOnlineFeaturesResponseMetadata(
+            feature_names=sv.FeatureList(val=self.names)).SerializeToString()
+        parts = [_field(b"\x0a", metadata)]
+        present = _field(b"\x12", bytes([sv.PRESENT]) * count)
+        no_times = _ZERO_TIME_FIELD * count
+        for _, repeated in self.entities:
+            # RepeatedValue.val is field 1 of Values, as FeatureVector.values is.
+            parts.append(_field(b"\x12", repeated.SerializeToString() + present + no_times))
+        times: dict[int, bytes] = {0: _ZERO_TIME_FIELD}
+        for feature in self.features:
+            column = feature.column
+            encode = column.encoder
+            values = [_EMPTY_FIELD if v is None else encode(v) for v in feature.values]
+            stamps = []
+            for ms in feature.times:
+                field = times.get(ms)
+                if field is None:
+                    field = times[ms] = _time_field(ms)
+                stamps.append(field)
+            vector = b"".join(values) + _field(b"\x12", feature.statuses) + b"".join(stamps)
+            parts.append(_field(b"\x12", vector))
+        return b"".join(parts)
+
+    def json(self) -> dict[str, Any]:
+        """The JSON `feast serve` answers (Feast's convert_response_to_dict)."""
+        results: list[dict[str, Any]] = []
+        zero = [_ZERO_TIME_TEXT] * self.count
+        present = ["PRESENT"] * self.count
+        for _, repeated in self.entities:
+            results.append({"values": [_native_key(v) for v in repeated.val],
+                            "statuses": present, "event_timestamps": zero})
+        texts: dict[int, str] = {0: _ZERO_TIME_TEXT}
+        for feature in self.features:
+            native = feature.column.native
+            stamps = []
+            for ms in feature.times:
+                text = texts.get(ms)
+                if text is None:
+                    text = texts[ms] = _time_text(ms)
+                stamps.append(text)
+            results.append({
+                "values": [None if v is None else native(v) for v in feature.values],
+                "statuses": [_STATUS_NAMES[s] for s in feature.statuses],
+                "event_timestamps": stamps,
+            })
+        return {"metadata": {"feature_names": self.names}, "results": results}
+
+
+_STATUS_NAMES = {v: sv.FieldStatus.Name(v) for v in sv.FieldStatus.values()}
+_ZERO_TIME_TEXT = "1970-01-01T00:00:00Z"
+
+
+def _time_text(ms: int) -> str:
+    seconds, millis = divmod(ms, 1000)
+    base = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{millis:03d}Z" if millis else f"{base}Z"
+
+
+def _finite(f: float) -> float | str:
+    if math.isfinite(f):
+        return f
+    return "NaN" if math.isnan(f) else ("Infinity" if f > 0 else "-Infinity")
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def _native_encoder(value_type: int) -> Callable[[Any], Any]:
+    """A served value -> its JSON form in `feast serve`'s answers."""
+    if value_type in (VT.DOUBLE, VT.FLOAT):
+        return _finite
+    if value_type == VT.BYTES:
+        return _b64
+    if value_type == VT.BYTES_LIST:
+        return lambda items: [_b64(b) for b in items]
+    if value_type in (VT.DOUBLE_LIST, VT.FLOAT_LIST):
+        return lambda items: [_finite(f) for f in items]
+    if value_type in _LIST_ITEMS:
+        return list
+    return lambda v: v
+
+
+def _native_key(value: Any) -> Any:
+    member = value.WhichOneof("val")
+    if member is None:
+        return None
+    got = getattr(value, member)
+    return _b64(got) if member == "bytes_val" else got
+
+
+def _fill(read: _Read, wires: Sequence[bytes], out: list[FeatureColumn]) -> None:
+    """The feature columns of `read` from the engine's vectors."""
     vectors = [fpb.FeatureVector.FromString(w) for w in wires]
-    times: dict[int, Any] = {0: _NO_TIME}
     statuses = [bytes(v.statuses) for v in vectors]
-    stamps = [[_timestamp(t, times) for t in v.event_timestamps_ms] for v in vectors]
+    stamps = [v.event_timestamps_ms for v in vectors]
     slots: dict[int, list[Any]] = {}
     status_of = _STATUS_LIST
-    present = Status.PRESENT
+    present = int(Status.PRESENT)
     for column in read.columns:
         array = slots.get(column.slot)
         if array is None:
             array = slots[column.slot] = [getattr(v, _SLOT_FIELDS[column.slot]) for v in vectors]
-        f, pos, member = column.feature, column.position, column.member
-        values: list[Any] = []
-        append = values.append
-        for row, s in enumerate(statuses):
-            if s[f] != present:
-                append(_EMPTY)
-            elif column.items is not None:
-                items = getattr(array[row][pos], column.items)
-                append(Value(**{member: column.list_message(val=items)}))
-            else:
-                append(Value(**{member: array[row][pos]}))
-        results.append(FeatureVectorOut(
-            values=values,
-            statuses=[status_of[s[f]] for s in statuses],
-            event_timestamps=[row[column.join] for row in stamps],
-        ))
+        f, pos, items = column.feature, column.position, column.items
+        own = [s[f] for s in statuses]
+        if items is None:
+            values = [row[pos] if s == present else None
+                      for row, s in zip(array, own, strict=True)]
+        else:
+            values = [getattr(row[pos], items) if s == present else None
+                      for row, s in zip(array, own, strict=True)]
+        join = column.join
+        out.append(FeatureColumn(
+            column, values, bytes([status_of[s] for s in own]), [t[join] for t in stamps]))
 
 
 class FeastReader:
@@ -350,8 +499,10 @@ class FeastReader:
         snap = self._snapshot()
         return snap, snap.resolve(request)
 
-    async def read(self, request: Any, resolved: Resolved, deadline: float | None) -> Any:
-        """The GetOnlineFeaturesResponse of a resolved request."""
+    async def read(
+        self, request: Any, resolved: Resolved, deadline: float | None
+    ) -> FeastAnswer:
+        """The answer to a resolved request."""
         count, keys, echoed = _entity_rows(resolved, request.entities, self._max_rows)
         ats: list[int | None] = [None] * count
         fetches = []
@@ -360,21 +511,14 @@ class FeastReader:
             entities = list(zip(*columns, strict=True))
             fetches.append(self._engine.fetch_wires(read.plan, entities, ats, deadline))
         wires = [await fetches[0]] if len(fetches) == 1 else list(await asyncio.gather(*fetches))
-        response = sv.GetOnlineFeaturesResponse()
-        names = response.metadata.feature_names.val
-        names.extend(echoed)
-        names.extend(resolved.names)
-        results = response.results
-        present = [sv.PRESENT] * count
-        no_times = [_NO_TIME] * count
-        for name in echoed:
-            results.add(values=request.entities[name].val, statuses=present,
-                        event_timestamps=no_times)
-        built: list[Any] = []
+        features: list[FeatureColumn] = []
         for read, read_wires in zip(resolved.reads, wires, strict=True):
-            _fill(read, read_wires, built)
-        results.extend(built)
-        return response
+            _fill(read, read_wires, features)
+        return FeastAnswer(
+            [*echoed, *resolved.names],
+            [(name, request.entities[name]) for name in echoed],
+            features, count,
+        )
 
 
 def serving_info_version() -> str:
@@ -387,5 +531,5 @@ def serving_info_version() -> str:
         return "feature-fetcher"
 
 
-__all__ = ["FIELD_STATUS", "FeastReader", "FeastRequestError", "FeastSnapshot", "Resolved",
-           "serving_info_version"]
+__all__ = ["FIELD_STATUS", "FeastAnswer", "FeastReader", "FeastRequestError", "FeastSnapshot",
+           "Resolved", "serving_info_version"]

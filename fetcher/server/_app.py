@@ -147,9 +147,19 @@ class App:
             self._load_feast()
         if self.settings.authz:
             self._authorizer = Authorizer(self.settings.authz, self._env, self.redactor)
-            catalog = self.snapshot.catalog
-            self._authorizer.warn_unknown(catalog.groups, catalog.services)
+            self._warn_unknown_grants()
         self._tracer = load_tracer(self.settings.tracing)
+
+    def _warn_unknown_grants(self) -> None:
+        """Log authz rules naming groups or services neither catalog has (ours, Feast's)."""
+        if self._authorizer is None:
+            return
+        catalog = self.snapshot.catalog
+        groups, services = set(catalog.groups), set(catalog.services)
+        if self._feast is not None:
+            groups |= set(self._feast.current.catalog.views)
+            services |= set(self._feast.current.catalog.services)
+        self._authorizer.warn_unknown(groups, services)
 
     def _load_feast(self) -> None:
         """[feast]: the repo's catalog and its online store (the store named "feast")."""
@@ -388,8 +398,7 @@ class App:
             old = self.snapshot.catalog.version
             self._set_snapshot(snapshot)
             self.metrics.reloads.labels("ok").inc()
-            if self._authorizer is not None:
-                self._authorizer.warn_unknown(snapshot.catalog.groups, snapshot.catalog.services)
+            self._warn_unknown_grants()
             log.info(
                 "reloaded config %s -> %s", old, snapshot.catalog.version,
                 extra={"config_version": snapshot.catalog.version},

@@ -322,7 +322,7 @@ class FeastServer:
     """fetcher's App serving a Feast repo (gRPC and HTTP, [feast] settings) on its own
     event loop in a thread, so sync tests and Feast's processes can call it."""
 
-    def __init__(self, repo: Path, **feast: Any) -> None:
+    def __init__(self, repo: Path, authz: Any = None, **feast: Any) -> None:
         from fetcher.config import FeastSettings, ServerSettings, Settings
 
         config = repo / "fetcher-config"
@@ -337,6 +337,7 @@ class FeastServer:
                 repo=str(repo / "feature_store.yaml"), http_listen="127.0.0.1:0",
                 timeout_ms=10_000, **feast,
             ),
+            authz=authz or {},
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

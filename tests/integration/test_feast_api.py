@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import shutil
 import time
@@ -282,6 +283,41 @@ def test_bad_requests_name_the_field(world: World, served: FeastServer) -> None:
                 assert item["loc"][0] == "body"
     status, answer = _post(served, b"{not json")
     assert status == 422 and answer["detail"][0]["loc"] == ["body", "body"]
+
+
+@pytest.mark.parametrize("world", ["redis"], indirect=True)
+def test_authorization_covers_feasts_apis(world: World) -> None:
+    from fetcher.config import AuthzClient
+
+    token = "feast-reader-token"
+    client = AuthzClient(name="reader", token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+                         groups=("pushed",), services=("aliased",))
+    allowed = [{"features": ["pushed:i64"], "entities": {"user_id": [3]}},
+               {"feature_service": "aliased", "entities": {"customer_id": [3]}}]
+    refused = [{"features": ["pushed:i64", "materialized:f64"],
+                "entities": {"user_id": [3], "driver_id": [503], "city": ["city-0"]}},
+               {"feature_service": "whole", "full_feature_names": True,
+                "entities": {"user_id": [3], "driver_id": [503], "city": ["city-0"]}}]
+    bearer = {"authorization": f"Bearer {token}"}
+    with FeastServer(world.repo, authz={"reader": client}) as server, \
+            grpc.insecure_channel(server.target) as channel:
+        stub = sv_grpc.ServingServiceStub(channel)
+        for body in allowed:
+            stub.GetOnlineFeatures(_request(body), timeout=30, metadata=tuple(bearer.items()))
+            assert _post(server, body, headers=bearer)[0] == 200
+        for body in refused:
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.GetOnlineFeatures(_request(body), timeout=30,
+                                       metadata=tuple(bearer.items()))
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "may not read feature" in (caught.value.details() or "")
+            status, answer = _post(server, body, headers=bearer)
+            assert status == 403 and "may not read feature" in answer["detail"], answer
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetOnlineFeatures(_request(allowed[0]), timeout=30)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert _post(server, allowed[0])[0] == 401
+        assert _post(server, allowed[0], headers={"authorization": "Bearer wrong"})[0] == 401
 
 
 _EXTRA = '    schema=SCHEMA + [Field(name="extra", dtype=Int64)],\n    source=FileSource(\n' \
