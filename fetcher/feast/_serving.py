@@ -16,7 +16,7 @@ import base64
 import math
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,6 +121,8 @@ class Resolved:
     # Request key -> its type: the entity columns a request must send.
     keys: tuple[tuple[str, KeyType], ...]
     names: tuple[str, ...]  # the feature columns, in response order
+    # Echoed join keys (in request order) -> the response's metadata field, wire bytes.
+    metadata: dict[tuple[str, ...], bytes] = field(default_factory=dict)
 
 
 def _columns(plan: TargetPlan, wanted: Sequence[tuple[str, str, int]]) -> tuple[_Column, ...]:
@@ -353,11 +355,12 @@ class FeatureColumn:
 class FeastAnswer:
     """A GetOnlineFeatures answer, as Feast's wire bytes (gRPC) or `feast serve`'s JSON."""
 
-    __slots__ = ("count", "entities", "features", "names")
+    __slots__ = ("count", "entities", "features", "metadata", "names")
 
-    def __init__(self, names: list[str], entities: list[tuple[str, Any]],
+    def __init__(self, names: list[str], metadata: bytes, entities: list[tuple[str, Any]],
                  features: list[FeatureColumn], count: int) -> None:
         self.names = names
+        self.metadata = metadata  # the response's metadata field, wire bytes
         self.entities = entities  # (join key, the request's RepeatedValue)
         self.features = features
         self.count = count
@@ -365,9 +368,7 @@ class FeastAnswer:
     def wire(self) -> bytes:
         """GetOnlineFeaturesResponse wire bytes."""
         count = self.count
-        metadata = sv.GetOnlineFeaturesResponseMetadata(
-            feature_names=sv.FeatureList(val=self.names)).SerializeToString()
-        parts = [_field(b"\x0a", metadata)]
+        parts = [self.metadata]
         present = _field(b"\x12", bytes([sv.PRESENT]) * count)
         no_times = _ZERO_TIME_FIELD * count
         for _, repeated in self.entities:
@@ -514,8 +515,14 @@ class FeastReader:
         features: list[FeatureColumn] = []
         for read, read_wires in zip(resolved.reads, wires, strict=True):
             _fill(read, read_wires, features)
+        names = [*echoed, *resolved.names]
+        metadata = resolved.metadata.get(tuple(echoed))
+        if metadata is None:  # once per order of the join keys sent
+            metadata = resolved.metadata[tuple(echoed)] = _field(
+                b"\x0a", sv.GetOnlineFeaturesResponseMetadata(
+                    feature_names=sv.FeatureList(val=names)).SerializeToString())
         return FeastAnswer(
-            [*echoed, *resolved.names],
+            names, metadata,
             [(name, request.entities[name]) for name in echoed],
             features, count,
         )
