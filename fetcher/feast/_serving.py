@@ -229,7 +229,7 @@ class FeastSnapshot:
                 raise FeastRequestError(
                     field, f"feature view {view_name!r} has no feature {quoted(feature)} "
                     f"(it has: {', '.join(types)})",
-                    not_found=True, feast_class="FeatureNotFoundException")
+                    not_found=True, feast_class="FeastObjectNotFoundException")
             out = f"{view_name}__{feature}" if full else feature
             by_view.setdefault(view_name, []).append((feature, out, types[feature]))
         names = [w[1] for wanted in by_view.values() for w in wanted]
