@@ -121,9 +121,15 @@ auto.create.topics.enable=false
 EOF
 }
 
-# A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
+# A Kafka cluster id: 16 random bytes, URL-safe base64 without padding. One that starts
+# with '-' would be read as an option by the storage tool's parser (1 start in 64 failed
+# so), so those are drawn again.
 kafka_cluster_id() {
-  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+  local id=-
+  while [[ "$id" == -* ]]; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  done
+  printf '%s' "$id"
 }
 
 kafka_start() {
