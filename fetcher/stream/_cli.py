@@ -108,6 +108,12 @@ def check_topics(config: StreamConfig) -> int:
 async def run_stream(settings: Settings, args: argparse.Namespace) -> int:
     """`fetcher stream --group G`: consume until SIGTERM/SIGINT."""
     err = sys.stderr
+    # The handlers go in first: a signal during the setup below stops the consumer before
+    # its first poll (exit 0, nothing consumed) instead of killing the process.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     try:
         group = _aggregation_group(settings, args.group)
     except StreamSetupError as exc:
@@ -150,10 +156,6 @@ async def run_stream(settings: Settings, args: argparse.Namespace) -> int:
                 err.write(f"error: --metrics-port {args.metrics_port}: {exc.strerror}\n")
                 return EXIT_SETUP
         consumer = StreamConsumer(EventWriter(group, store), config, metrics)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         log.info("streaming %s (%d partitions, %s) into group %s as consumer group %s; "
                  "dead letters to %s", config.topic, partitions, config.value_format,
                  group.name, config.group_id, config.dead_letter_topic)

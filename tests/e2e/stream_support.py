@@ -288,11 +288,23 @@ def start_stream(settings: Path, group: str, log: Path, *args: str,
     return StreamProcess(process, log, port)
 
 
+def _serves_metrics(stream: StreamProcess) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stream.metrics_port}/metrics",
+                                    timeout=5):
+            return True
+    except OSError:
+        return False
+
+
 @contextmanager
 def streaming(settings: Path, group: str, log: Path, *args: str) -> Iterator[StreamProcess]:
-    """A `fetcher stream` that must exit 0 on SIGTERM at the end."""
+    """A `fetcher stream` that must exit 0 on SIGTERM at the end (sent once it serves its
+    metrics: its signal handlers are in by then, a SIGTERM while Python starts kills it)."""
     stream = start_stream(settings, group, log, *args)
     try:
+        wait_for(lambda: stream.process.poll() is not None or _serves_metrics(stream),
+                 "fetcher stream serves its metrics", why=stream.log_text)
         yield stream
     finally:
         code = stream.stop()
