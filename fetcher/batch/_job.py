@@ -25,6 +25,7 @@ from fetcher.batch._partitions import (
     write_rows,
 )
 from fetcher.batch._source import Source, read_rows
+from fetcher.load import reject_lines
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -135,10 +136,8 @@ def format_backfill_report(report: BackfillReport) -> str:
         ]
     rate = report.rows / report.seconds if report.seconds > 0 else 0.0
     lines.append(f"time: {report.seconds:.1f} s ({rate:,.0f} rows/s)")
-    for where, name, why in report.rejects:
-        # An event value's message names its column already (as `fetcher load` prints it).
-        said = why if name and why.startswith(f"{name}:") else f"{name or '-'}: {why}"
-        lines.append(f"  rejected {where}: {said}")
-    if report.rejected > len(report.rejects):
-        lines.append(f"  ... and {report.rejected - len(report.rejects):,} more")
+    # An event value's message names its column already (as `fetcher load` prints it).
+    said = [f"{where}: {why}" if name and why.startswith(f"{name}:")
+            else f"{where}: {name or '-'}: {why}" for where, name, why in report.rejects]
+    lines += reject_lines(said, report.rejected)
     return "\n".join(lines)

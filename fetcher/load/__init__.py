@@ -15,6 +15,7 @@ from fetcher.load._events import (
     PushResult,
     format_event_report,
     load_event_files,
+    reject_lines,
     run_load_events,
 )
 from fetcher.load._formats import FORMATS, LoadError
@@ -44,6 +45,7 @@ __all__ = [
     "key_converter",
     "load_event_files",
     "load_file",
+    "reject_lines",
     "run_load",
     "run_load_events",
 ]

@@ -242,11 +242,17 @@ def format_event_report(report: EventLoadReport) -> str:
         f"events at or after the batch end pushed to the logs: {report.pushed}",
         f"time: {report.seconds:.1f} s",
     ]
-    for path, number, why in report.rejects:
-        lines.append(f"  rejected {path}:{number}: {why}")
-    if report.rejected > len(report.rejects):
-        lines.append(f"  ... and {report.rejected - len(report.rejects)} more")
+    lines += reject_lines([f"{path}:{number}: {why}" for path, number, why in report.rejects],
+                          report.rejected)
     return "\n".join(lines)
+
+
+def reject_lines(shown: Sequence[str], total: int) -> list[str]:
+    """A report's reject lines: one per kept reject (`where: why`), then how many more."""
+    lines = [f"  rejected {said}" for said in shown]
+    if total > len(shown):
+        lines.append(f"  ... and {total - len(shown):,} more")
+    return lines
 
 
 async def run_load_events(settings: Any, args: Any) -> int:
