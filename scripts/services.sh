@@ -40,6 +40,44 @@ wait_until() {
 
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# wait_started STARTED TIMEOUT DESCRIPTION LOGFILE ALIVE READY: polls READY every 0.5 s
+# until it succeeds; fails with the log tail as soon as ALIVE fails (the process exited)
+# or TIMEOUT seconds after STARTED (a value of $SECONDS).
+wait_started() {
+  local started="$1" timeout="$2" what="$3" log="$4" alive="$5" ready="$6"
+  until "$ready" >/dev/null 2>&1; do
+    if ! "$alive"; then
+      printf 'services: ERROR: %s exited during startup; last lines of %s:\n' "$what" "$log" >&2
+      tail -n 40 "$log" >&2 2>/dev/null
+      exit 1
+    fi
+    if ((SECONDS >= started + timeout)); then
+      printf 'services: ERROR: %s not answering after %ss; last lines of %s:\n' \
+        "$what" "$timeout" "$log" >&2
+      tail -n 40 "$log" >&2 2>/dev/null
+      exit 1
+    fi
+    sleep 0.5
+  done
+}
+
+# stop_pid PID TRIES INTERVAL: SIGTERM, then SIGKILL when PID still runs after TRIES
+# waits of INTERVAL seconds.
+stop_pid() {
+  local pid="$1" i
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < $2; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep "$3"; done
+  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+}
+
+# wait_gone TRIES INTERVAL COMMAND...: waits while COMMAND succeeds (a port still open),
+# at most TRIES x INTERVAL seconds; the caller checks COMMAND once more.
+wait_gone() {
+  local tries="$1" interval="$2" i
+  shift 2
+  for ((i = 0; i < tries; i++)); do "$@" || break; sleep "$interval"; done
+}
+
 # --- redis -------------------------------------------------------------------
 
 redis_pidfile() { echo "$STATE_DIR/redis-$REDIS_PORT.pid"; }
@@ -70,18 +108,15 @@ redis_start() {
 }
 
 redis_stop() {
-  local pidfile pid
+  local pidfile
   pidfile="$(redis_pidfile)"
   if redis_ping; then
     redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   fi
   if pid_alive "$pidfile"; then
-    pid="$(cat "$pidfile")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$pidfile")" 50 0.1
   fi
-  for _ in $(seq 50); do redis_ping || break; sleep 0.1; done
+  wait_gone 50 0.1 redis_ping
   redis_ping && die "redis on $REDIS_HOST:$REDIS_PORT still answers after shutdown"
   rm -f "$pidfile"
   say "redis stopped ($REDIS_HOST:$REDIS_PORT)"

@@ -179,35 +179,17 @@ cassandra_start() {
       </dev/null >"$CASSANDRA_LOG" 2>&1 &
     echo $! >"$CASSANDRA_PIDFILE"
   fi
-  local deadline=$((started + CASSANDRA_START_TIMEOUT))
-  until cassandra_cql_ready >/dev/null 2>&1; do
-    if ! cassandra_alive; then
-      printf 'services: ERROR: cassandra exited during startup; last lines of %s:\n' "$CASSANDRA_LOG" >&2
-      tail -n 40 "$CASSANDRA_LOG" >&2 2>/dev/null
-      exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-      printf 'services: ERROR: cassandra not answering CQL on %s:%s after %ss; last lines of %s:\n' \
-        "$CASSANDRA_HOST" "$CASSANDRA_CQL_PORT" "$CASSANDRA_START_TIMEOUT" "$CASSANDRA_LOG" >&2
-      tail -n 40 "$CASSANDRA_LOG" >&2 2>/dev/null
-      exit 1
-    fi
-    sleep 1
-  done
+  wait_started "$started" "$CASSANDRA_START_TIMEOUT" "cassandra" "$CASSANDRA_LOG" cassandra_alive cassandra_cql_ready
   say "cassandra $CASSANDRA_VERSION started on $CASSANDRA_HOST:$CASSANDRA_CQL_PORT in $((SECONDS - started))s (log $CASSANDRA_LOG)"
 }
 
 cassandra_stop() {
-  local pid
   if cassandra_alive; then
-    pid="$(cat "$CASSANDRA_PIDFILE")"
     # SIGTERM runs Cassandra's shutdown hook; the data is disposable, so do
     # not wait long for it.
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$CASSANDRA_PIDFILE")" 150 0.2
   fi
-  for _ in $(seq 50); do cassandra_port_open || break; sleep 0.2; done
+  wait_gone 50 0.2 cassandra_port_open
   cassandra_port_open && die "cassandra: $CASSANDRA_HOST:$CASSANDRA_CQL_PORT still open after stop (not started by this script?)"
   rm -f "$CASSANDRA_PIDFILE"
   say "cassandra stopped ($CASSANDRA_HOST:$CASSANDRA_CQL_PORT)"

@@ -52,13 +52,10 @@ dynamodb_start() {
 }
 
 dynamodb_stop() {
-  local pidfile pid
+  local pidfile
   pidfile="$(dynamodb_pidfile)"
   if pid_alive "$pidfile"; then
-    pid="$(cat "$pidfile")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$pidfile")" 50 0.1
   fi
   rm -f "$pidfile"
   if dynamodb_ping; then

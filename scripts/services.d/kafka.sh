@@ -163,35 +163,17 @@ kafka_start() {
       </dev/null >>"$KAFKA_LOG" 2>&1 &
     echo $! >"$KAFKA_PIDFILE"
   fi
-  local deadline=$((started + KAFKA_START_TIMEOUT))
-  until kafka_ready >/dev/null 2>&1; do
-    if ! kafka_alive; then
-      printf 'services: ERROR: kafka exited during startup; last lines of %s:\n' "$KAFKA_LOG" >&2
-      tail -n 40 "$KAFKA_LOG" >&2 2>/dev/null
-      exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-      printf 'services: ERROR: kafka not answering on %s:%s after %ss; last lines of %s:\n' \
-        "$KAFKA_HOST" "$KAFKA_PORT" "$KAFKA_START_TIMEOUT" "$KAFKA_LOG" >&2
-      tail -n 40 "$KAFKA_LOG" >&2 2>/dev/null
-      exit 1
-    fi
-    sleep 0.5
-  done
+  wait_started "$started" "$KAFKA_START_TIMEOUT" "kafka" "$KAFKA_LOG" kafka_alive kafka_ready
   say "kafka $KAFKA_VERSION started on $KAFKA_HOST:$KAFKA_PORT in $((SECONDS - started))s (log $KAFKA_LOG)"
 }
 
 kafka_stop() {
-  local pid
   if kafka_alive; then
-    pid="$(cat "$KAFKA_PIDFILE")"
     # SIGTERM: a controlled shutdown (the log is flushed, so KAFKA_KEEP_DATA
     # restarts find every acknowledged message); killed after 30 s.
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$KAFKA_PIDFILE")" 150 0.2
   fi
-  for _ in $(seq 50); do kafka_port_open || break; sleep 0.2; done
+  wait_gone 50 0.2 kafka_port_open
   kafka_port_open && die "kafka: $KAFKA_HOST:$KAFKA_PORT still open after stop (not started by this script?)"
   rm -f "$KAFKA_PIDFILE"
   say "kafka stopped ($KAFKA_HOST:$KAFKA_PORT)"

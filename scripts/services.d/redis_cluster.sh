@@ -121,19 +121,16 @@ redis_cluster_start() {
 }
 
 redis_cluster_stop() {
-  local port dir pid
+  local port dir
   for port in "${REDIS_CLUSTER_PORTS[@]}"; do
     dir="$(redis_cluster_node_dir "$port")"
     if redis_cluster_node_ping "$port"; then
       redis_cluster_cli "$port" shutdown nosave >/dev/null || true
     fi
     if pid_alive "$dir/redis.pid"; then
-      pid="$(cat "$dir/redis.pid")"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+      stop_pid "$(cat "$dir/redis.pid")" 50 0.1
     fi
-    for _ in $(seq 50); do redis_cluster_node_ping "$port" || break; sleep 0.1; done
+    wait_gone 50 0.1 redis_cluster_node_ping "$port"
     redis_cluster_node_ping "$port" && die "redis cluster node $port still answers after shutdown"
     # Forget the cluster: the next start creates a fresh one.
     rm -f "$dir/redis.pid" "$dir/nodes.conf"
