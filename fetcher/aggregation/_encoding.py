@@ -216,23 +216,23 @@ class Reader:
         return [read(self) for _ in range(self.count())]
 
 
-def header(tag: int) -> bytearray:
+def header(tag: int, version: int = FORMAT_VERSION) -> bytearray:
     """A new state's bytes: the format version and the operation tag."""
-    return bytearray((FORMAT_VERSION, tag))
+    return bytearray((version, tag))
 
 
-def open_state(data: bytes, tag: int) -> Reader:
+def open_state(data: bytes, tag: int, version: int = FORMAT_VERSION) -> Reader:
     """A Reader past the header, after checking the version and the operation tag."""
-    if type(data) is bytes and len(data) >= 2 and data[0] == FORMAT_VERSION and data[1] == tag:
+    if type(data) is bytes and len(data) >= 2 and data[0] == version and data[1] == tag:
         r = Reader(data)  # the common case: checked at once, no copy
         r.pos = 2
         return r
     if not isinstance(data, bytes | bytearray | memoryview):
         raise StateDecodeError(f"aggregation state: {type(data).__name__}, not bytes")
     r = Reader(bytes(data))
-    version = r.byte()
-    if version != FORMAT_VERSION:
-        raise r.fail(f"format version {version}, expected {FORMAT_VERSION}")
+    got_version = r.byte()
+    if got_version != version:
+        raise r.fail(f"format version {got_version}, expected {version}")
     got = r.byte()
     if got != tag:
         raise r.fail(f"operation tag {got}, expected {tag}")

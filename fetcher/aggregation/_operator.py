@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from fetcher.aggregation._encoding import Reader, header, is_null, open_state
+from fetcher.aggregation._encoding import FORMAT_VERSION, Reader, header, is_null, open_state
 
 S = TypeVar("S")
 
@@ -21,6 +21,11 @@ class Operator(ABC, Generic[S]):
     @abstractmethod
     def tag(self) -> int:
         """The operation's tag byte in its encoded states (docs/aggregations.md)."""
+
+    @property
+    def format_version(self) -> int:
+        """The version byte of this operation's states (docs/aggregations.md)."""
+        return FORMAT_VERSION
 
     @abstractmethod
     def empty(self) -> S:
@@ -59,13 +64,13 @@ class Operator(ABC, Generic[S]):
 
     def encode(self, state: S) -> bytes:
         """The state as bytes: version, operation tag, payload (deterministic)."""
-        out = header(self.tag)
+        out = header(self.tag, self.format_version)
         self._put(out, state)
         return bytes(out)
 
     def decode(self, data: bytes) -> S:
         """The state of `encode`'s bytes; StateDecodeError if they are not one."""
-        r = open_state(data, self.tag)
+        r = open_state(data, self.tag, self.format_version)
         state = self._read(r)
         r.end()
         return state

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fetcher.aggregation import FORMAT_VERSION, Operator, StateDecodeError, operator_for
+from fetcher.aggregation._sketches import SKETCH_FORMAT_VERSION
 
 OPERATORS: dict[str, Operator[Any]] = {
     name: operator_for(name, column, k=3, percentiles=(0.5, 0.9), limit=5)
@@ -41,7 +42,46 @@ def test_tags_are_the_operation_order() -> None:
     tags = [OPERATORS[n].tag for n in COLUMN if not n.endswith("_double")]
     assert sorted(tags) == list(range(1, 18))
     for op in OPERATORS.values():
-        assert op.encode(op.empty())[:2] == bytes((FORMAT_VERSION, op.tag))
+        # Sketch states (tags 15, 16) are version 2: they carry a checksum.
+        version = SKETCH_FORMAT_VERSION if op.tag in (15, 16) else FORMAT_VERSION
+        assert op.encode(op.empty())[:2] == bytes((version, op.tag))
+
+
+def _sketch_state(name: str, n: int) -> bytes:
+    op = OPERATORS[name]
+    state = op.empty()
+    for i in range(n):
+        state = op.update(state, float(i) if name == "approx_percentile" else f"v{i}", i)
+    return op.encode(state)
+
+
+@pytest.mark.parametrize(("name", "n"), [
+    ("approx_unique_count", 0), ("approx_unique_count", 3), ("approx_unique_count", 2000),
+    ("approx_percentile", 0), ("approx_percentile", 5), ("approx_percentile", 600),
+])
+def test_every_damaged_sketch_state_is_refused_before_the_library_reads_it(
+    name: str, n: int
+) -> None:
+    # datasketches trusts its input: one flipped bit of a CPC sketch made it allocate 8 GB
+    # and run for a minute, one of a KLL sketch corrupted the heap (the process aborted).
+    # Every single-bit flip, cut and padding of the state must be a StateDecodeError.
+    op = OPERATORS[name]
+    valid = _sketch_state(name, n)
+    assert op.encode(op.decode(valid)) == valid
+    damaged = [valid[:cut] for cut in range(len(valid))] + [valid + b"\x00"]
+    damaged += [valid[:i] + bytes((valid[i] ^ (1 << bit),)) + valid[i + 1:]
+                for i in range(len(valid)) for bit in range(8)]
+    for data in damaged:
+        with pytest.raises(StateDecodeError):
+            op.decode(data)
+
+
+def test_a_sketch_state_without_its_checksum_is_refused_naming_the_version() -> None:
+    op = OPERATORS["approx_unique_count"]
+    valid = _sketch_state("approx_unique_count", 3)
+    unchecked = bytes((FORMAT_VERSION, op.tag)) + valid[6:]  # version 1: the bare sketch
+    with pytest.raises(StateDecodeError, match="format version 1, expected 2"):
+        op.decode(unchecked)
 
 
 @pytest.mark.parametrize("name", sorted(OPERATORS))
@@ -83,7 +123,7 @@ def test_wrong_version_tag_and_truncation(name: str) -> None:
     op = OPERATORS[name]
     good = op.encode(op.update(op.empty(), 1.5 if "double" in COLUMN[name] else 1, 3)
                      if COLUMN[name] in ("int64", "double") else op.empty())
-    for bad in (b"", good[:1], bytes((FORMAT_VERSION + 1,)) + good[1:],
+    for bad in (b"", good[:1], bytes((good[0] + 1,)) + good[1:],
                 good[:1] + bytes(((op.tag % 17) + 1,)) + good[2:], good + b"\x00"):
         with pytest.raises(StateDecodeError, match="aggregation state"):
             op.decode(bad)
