@@ -17,11 +17,11 @@ import os
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fetcher.types import AggregationSpec, FeatureGroup
+from fetcher.types import AggregationSpec, FeatureGroup, Status
 from kvstores import KVStore, open_store
 from tests.e2e.multi_backend_support import (
     CASSANDRA_HOST,
@@ -32,6 +32,7 @@ from tests.e2e.multi_backend_support import (
     drop_keyspace,
     require_cassandra,
 )
+from tests.unit.aggregation.log_model import ApproxPercentiles, close
 
 _T = TypeVar("_T")
 
@@ -40,6 +41,45 @@ CLUSTER_URL = os.environ.get(
     "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003",
 )
 BACKENDS = ("embedded", "redis", "redis_cluster", "cassandra", "dynamodb")
+
+# The unit tests' SPEC with every hop and window this many times longer (seconds for ms):
+# real event times of the e2e tests fall into the same tiles.
+SCALE = 1000
+
+
+def scaled(spec: AggregationSpec) -> AggregationSpec:
+    """`spec` with every hop, span and window SCALE times longer."""
+    return replace(
+        spec,
+        operations=tuple(replace(o, hop_ms=o.hop_ms * SCALE,
+                                 span_ms=None if o.span_ms is None else o.span_ms * SCALE)
+                         for o in spec.operations),
+        features=tuple(replace(f, window_ms=None if f.window_ms is None
+                               else f.window_ms * SCALE) for f in spec.features),
+    )
+
+
+def row_mismatches(spec: AggregationSpec, row: dict[str, Any], want: list[Any] | None,
+                   where: str) -> list[str]:
+    """How a served row differs from the oracle's values `want` (None: the key is not
+    found): every feature PRESENT and close to its value, or NULL_VALUE where the oracle
+    has none. Empty when they agree."""
+    if want is None:
+        statuses = {f.status for f in row.values()}
+        return [] if statuses == {Status.NOT_FOUND} else [f"{where}: found, expected NOT_FOUND"]
+    wrong: list[str] = []
+    for feature, wanted in zip(spec.features, want, strict=True):
+        got = row[feature.name]
+        if isinstance(wanted, ApproxPercentiles) and not wanted.values:
+            wanted = None
+        if wanted is None:
+            if got.status is not Status.NULL_VALUE:
+                wrong.append(f"{where} {feature.name}: {got} expected NULL")
+        elif got.status is not Status.PRESENT or not close(got.value, wanted):
+            wrong.append(f"{where} {feature.name}: {got.status.name} {got.value!r}, "
+                         f"expected {wanted!r}")
+    return wrong
+
 
 _SCALAR_FEATURE = {"int64": "int64", "int32": "int64", "double": "double", "float": "double",
                    "string": "string", "bool": "bool", "bytes": "bytes"}

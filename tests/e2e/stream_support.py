@@ -18,7 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,33 +28,21 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from fetcher.client import FeatureClient
-from fetcher.types import AggregationSpec, Status
+from tests.e2e.aggregation_support import SCALE, row_mismatches, scaled
 from tests.e2e.conftest import FETCHER_MODULE, REPO, fetcher_env
 from tests.servers import free_port
-from tests.unit.aggregation.log_model import ApproxPercentiles, close, expected
+from tests.unit.aggregation.log_model import expected
 from tests.unit.aggregation.test_serving import SPEC as UNIT_SPEC
 
 KAFKA = os.environ.get("FETCHER_TEST_KAFKA_BOOTSTRAP",
                        f"127.0.0.1:{os.environ.get('FETCHER_TEST_KAFKA_PORT', '19092')}")
-SCALE = 1000
 # Event times: real epoch ms (the stream refuses times before 1973; reads more than a day
 # ahead are refused), a month ago, aligned to every hop.
 T0 = (time.time_ns() // 1_000_000 - 30 * 86_400_000) // 100_000_000 * 100_000_000
 DEADLINE_S = 120.0
 
 
-def _scaled(spec: AggregationSpec) -> AggregationSpec:
-    return replace(
-        spec,
-        operations=tuple(replace(o, hop_ms=o.hop_ms * SCALE,
-                                 span_ms=None if o.span_ms is None else o.span_ms * SCALE)
-                         for o in spec.operations),
-        features=tuple(replace(f, window_ms=None if f.window_ms is None
-                               else f.window_ms * SCALE) for f in spec.features),
-    )
-
-
-SPEC = _scaled(UNIT_SPEC)
+SPEC = scaled(UNIT_SPEC)
 
 
 def require_kafka(bootstrap: str = KAFKA) -> str:
@@ -178,21 +166,8 @@ def check_served(target: str, group: str, oracle: Oracle, at: int) -> list[str]:
                                 entity_at=[at] * len(users))
     wrong: list[str] = []
     for user, row in zip(users, rows, strict=True):
-        want = expected(SPEC, oracle.events[user], at)
-        if want is None:
-            if {f.status for f in row.values()} != {Status.NOT_FOUND}:
-                wrong.append(f"user {user}: found, expected NOT_FOUND")
-            continue
-        for feature, wanted in zip(SPEC.features, want, strict=True):
-            got = row[feature.name]
-            if isinstance(wanted, ApproxPercentiles) and not wanted.values:
-                wanted = None
-            if wanted is None:
-                if got.status is not Status.NULL_VALUE:
-                    wrong.append(f"user {user} {feature.name}: {got} expected NULL")
-            elif got.status is not Status.PRESENT or not close(got.value, wanted):
-                wrong.append(f"user {user} {feature.name}: {got.status.name} {got.value!r}, "
-                             f"expected {wanted!r}")
+        wrong += row_mismatches(SPEC, row, expected(SPEC, oracle.events[user], at),
+                                f"user {user}")
     return wrong
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +21,27 @@ from fetcher.catalog import load_catalog
 from fetcher.client import FeatureClient
 from fetcher.codec import key_encoder
 from fetcher.load import EventWriter
-from fetcher.types import AggregationSpec, FeatureGroup, Status
+from fetcher.types import FeatureGroup, Status
 from tests.e2e.aggregation_support import (
     BACKENDS,
+    SCALE,
     backend,
     batch_parts,
     new_tag,
+    row_mismatches,
+    scaled,
     store_loop,
     write_config,
 )
 from tests.e2e.conftest import FETCHER_MODULE, RunningServer, serving, write_settings
 from tests.servers import free_port
-from tests.unit.aggregation.log_model import ApproxPercentiles, close, expected
+from tests.unit.aggregation.log_model import expected
 from tests.unit.aggregation.test_serving import SPEC as UNIT_SPEC
 
 GROUP = "agg_fine"
 _keys = itertools.count(1)
 # The unit oracle's spec and times in seconds rather than ms: catalogs count whole seconds.
-SCALE = 1000
-
-
-def _scaled(spec: AggregationSpec) -> AggregationSpec:
-    return replace(
-        spec,
-        operations=tuple(replace(o, hop_ms=o.hop_ms * SCALE,
-                                 span_ms=None if o.span_ms is None else o.span_ms * SCALE)
-                         for o in spec.operations),
-        features=tuple(replace(f, window_ms=None if f.window_ms is None
-                               else f.window_ms * SCALE) for f in spec.features),
-    )
-
-
-SPEC = _scaled(UNIT_SPEC)
+SPEC = scaled(UNIT_SPEC)
 
 
 class Served:
@@ -168,18 +156,8 @@ def test_every_served_value_equals_brute_force(served: Served, case: dict[str, A
 
 
 def _check_row(row: dict[str, Any], want: list[Any] | None, where: str) -> None:
-    if want is None:
-        assert {f.status for f in row.values()} == {Status.NOT_FOUND}, where
-        return
-    for feature, wanted in zip(SPEC.features, want, strict=True):
-        got = row[feature.name]
-        if isinstance(wanted, ApproxPercentiles) and not wanted.values:
-            wanted = None
-        if wanted is None:
-            assert got.status is Status.NULL_VALUE, (where, feature.name, got)
-            continue
-        assert got.status is Status.PRESENT, (where, feature.name, got, wanted)
-        assert close(got.value, wanted), (where, feature.name, got.value, wanted)
+    wrong = row_mismatches(SPEC, row, want, where)
+    assert not wrong, wrong[:10]
 
 
 def test_bad_pushes_are_refused_naming_the_field(served: Served) -> None:
