@@ -122,8 +122,11 @@ async def test_redis_stopped_and_restarted(
         fault_redis.start()
         recovered_s = await until_redis_served(caller, checker, rng, world.now_ms)
         after = await burst(caller, checker, rng, requests=40, concurrency=8,
-                            at_ms=world.now_ms, timeout_s=DEADLINE_S, may_fail=())
+                            at_ms=world.now_ms, timeout_s=DEADLINE_S, may_fail=(REDIS_GROUP,))
         assert after.codes == {OK: 40}
+        # Served again: a connection left broken by the restart would fail many reads, but a
+        # busy 2-core CI machine may stall one past the 100 ms store timeout now and then.
+        assert after.redis_served >= 0.95 * (after.redis_served + after.redis_errors), after
     finally:
         await caller.close()
     record("redis-server stopped, restarted", requests=100, redis_error=down.redis_errors,
