@@ -6,8 +6,9 @@
     [cache]             l1_max_entries, l1_ttl_s, negative_ttl_s, l2_url, l2_ttl_s
     [stores.<name>]     url, timeout_ms, required
     [log]               format (json|text), level, requests
-    [log.features]      the feature log: enabled, directory, max_file_bytes,
-                        max_file_seconds, queue_size (docs/operations.md)
+    [log.features]      the feature log: enabled, sink (files | kafka), directory,
+                        max_file_bytes, max_file_seconds, queue_size, kafka_* (the Kafka
+                        sink's brokers, topics and producer bounds; docs/operations.md)
     [tracing]           enabled, service_name
     [kafka]             `fetcher stream`: bootstrap_servers, topic and consumer group naming,
                         value_format, dead-letter topic, batch size and linger (docs/streaming.md)
@@ -121,8 +122,10 @@ class ServerSettings:
 class FeatureLogSettings:
     """The feature log: what feature services served, kept for training (docs/operations.md).
 
-    Each process writes its own rotating Parquet files under `directory`; a bounded queue
-    of `queue_size` records between the request path and the writer drops when full.
+    `sink = "files"`: each process writes its own rotating Parquet files under `directory`;
+    `sink = "kafka"`: each record is a message of `kafka_topic`, each schema one of
+    `kafka_schema_topic` (kafka_*). A bounded queue of `queue_size` records between the
+    request path and the writer drops when full.
     """
 
     enabled: bool = False
@@ -130,6 +133,17 @@ class FeatureLogSettings:
     max_file_bytes: int = 128 * 1024 * 1024
     max_file_seconds: float = 300.0
     queue_size: int = 10_000
+    sink: str = "files"  # files | kafka
+    kafka_bootstrap_servers: str = ""  # empty: [kafka] bootstrap_servers
+    kafka_topic: str = "fetcher.feature-log"
+    kafka_schema_topic: str = ""  # empty: "<kafka_topic>.schemas"
+    kafka_partitions: int = 3  # when the sink creates the topic
+    kafka_queue_records: int = 100_000  # the producer's queue, at most
+    kafka_queue_bytes: int = 64 * 1024 * 1024
+    kafka_linger_ms: int = 50
+    kafka_compression: str = "zstd"  # none | gzip | snappy | lz4 | zstd
+    kafka_delivery_timeout_ms: int = 120_000  # then a record not acknowledged is dropped
+    kafka_close_timeout_s: float = 10.0  # at shutdown, the longest wait for acknowledgements
 
 
 @dataclass(frozen=True, slots=True)

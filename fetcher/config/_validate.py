@@ -6,6 +6,7 @@ so one run of `fetcher serve` shows all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -114,10 +115,13 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
     tls = TlsSettings(**sections["server.tls"])
     server = ServerSettings(**sections["server"], tls=tls)
     cache = CacheSettings(**sections["cache"])
-    log_settings = LogSettings(**sections["log"],
-                               features=FeatureLogSettings(**sections["log.features"]))
     tracing = TracingSettings(**sections["tracing"])
     kafka = KafkaSettings(**sections["kafka"])
+    features = FeatureLogSettings(**sections["log.features"])
+    if not features.kafka_bootstrap_servers:  # the Kafka sink's brokers default to [kafka]'s
+        features = dataclasses.replace(features,
+                                       kafka_bootstrap_servers=kafka.bootstrap_servers)
+    log_settings = LogSettings(**sections["log"], features=features)
     feast = FeastSettings(**sections["feast"])
     _check_feast(feast, where, c)
     stores: dict[str, StoreSettings] = {}
@@ -187,6 +191,46 @@ def _check_log(settings: LogSettings, where: str, c: _Collector) -> None:
     if not features.directory.strip():
         c.bad(where, "log.features.directory", "is empty",
               "give the directory the feature log's files go in, e.g. /var/lib/fetcher/log")
+    if features.sink not in _LOG_SINKS:
+        c.bad(where, "log.features.sink", f"{features.sink!r} is not a feature log sink",
+              f"use {' or '.join(_LOG_SINKS)}")
+    if features.sink == "kafka":
+        _check_log_kafka(features, where, c)
+
+
+_LOG_SINKS = ("files", "kafka")
+_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+# Kafka's legal topic names.
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def _check_log_kafka(features: FeatureLogSettings, where: str, c: _Collector) -> None:
+    defaults = FeatureLogSettings()
+    if not features.kafka_bootstrap_servers.strip():
+        c.bad(where, "log.features.kafka_bootstrap_servers", "is empty (and so is "
+              "kafka.bootstrap_servers)", "list the brokers as host:port[,host:port...]")
+    for key in ("kafka_topic", "kafka_schema_topic"):
+        name = getattr(features, key)
+        if (name or key == "kafka_topic") and not _TOPIC.match(name):
+            example = defaults.kafka_topic + ("" if key == "kafka_topic" else ".schemas")
+            c.bad(where, f"log.features.{key}", f"{name!r} is not a Kafka topic name",
+                  f"use 1 to 249 of A-Z a-z 0-9 . _ -, e.g. {example}")
+    schemas = features.kafka_schema_topic or f"{features.kafka_topic}.schemas"
+    if schemas == features.kafka_topic:
+        c.bad(where, "log.features.kafka_schema_topic", "is the record topic",
+              "give the schemas a compacted topic of their own (or leave it empty)")
+    if features.kafka_compression not in _COMPRESSIONS:
+        c.bad(where, "log.features.kafka_compression",
+              f"{features.kafka_compression!r} is not a Kafka compression",
+              f"use one of {', '.join(_COMPRESSIONS)}")
+    for key in ("kafka_partitions", "kafka_queue_records", "kafka_queue_bytes",
+                "kafka_delivery_timeout_ms", "kafka_close_timeout_s"):
+        if getattr(features, key) <= 0:
+            c.bad(where, f"log.features.{key}", "must be > 0",
+                  f"use e.g. {getattr(defaults, key)}")
+    if features.kafka_linger_ms < 0:
+        c.bad(where, "log.features.kafka_linger_ms", "must be >= 0",
+              f"use e.g. {defaults.kafka_linger_ms}")
 
 
 _KAFKA_NAMES = {"topic": ("group",), "group_id": ("group",),

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from fetcher.catalog import Catalog
@@ -30,10 +29,10 @@ from fetcher.codec import KeyValue
 from fetcher.config import FeatureLogSettings
 from fetcher.engine import TargetPlan
 from fetcher.featurelog._columns import LogColumns, columns_batch
-from fetcher.featurelog._files import FileSink
 from fetcher.featurelog._sampling import Sampler
 from fetcher.featurelog._schema import LogSchema, log_schema, service_descriptor
 from fetcher.featurelog._sink import LogBatch, LogSink
+from fetcher.featurelog._sinks import open_sink
 from fetcher.metrics import Metrics
 
 log = logging.getLogger("fetcher.featurelog")
@@ -83,13 +82,7 @@ class FeatureLog:
         self._max = settings.queue_size
         self._wake_at = max(1, settings.queue_size // 2)
         self._interval = drain_interval_s
-        self.sink: LogSink = sink if sink is not None else FileSink(
-            Path(settings.directory), max_file_bytes=settings.max_file_bytes,
-            max_file_seconds=settings.max_file_seconds, tag=tag,
-            closed=lambda _path, _records: metrics.feature_log_files.inc(),
-            lost=lambda service, records: metrics.feature_log_dropped.labels(
-                service, "error").inc(records),
-        )
+        self.sink: LogSink = sink if sink is not None else open_sink(settings, metrics, tag)
         self._items: list[_Item] = []
         self.pending = 0
         self._targets: dict[int, tuple[TargetPlan, _Target | None]] = {}
