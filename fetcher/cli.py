@@ -290,16 +290,23 @@ def _time_ms(text: str) -> int:
 
 
 def _cmd_logs_read(args: argparse.Namespace) -> int:
-    from fetcher.featurelog import LogReadError, read_logs
+    from fetcher.featurelog import LogReadError, read_logs, read_topic
 
     out = args.out or f"{args.service}.parquet"
+    topic = args.directory.startswith("kafka://")
     try:
-        summary = read_logs(args.directory, args.service, out, since_ms=args.since,
-                            until_ms=args.until, schema_hash=args.schema)
+        if topic:
+            summary = read_topic(args.directory, args.service, out, since_ms=args.since,
+                                 until_ms=args.until, schema_hash=args.schema,
+                                 schema_topic=args.schema_topic)
+        else:
+            summary = read_logs(args.directory, args.service, out, since_ms=args.since,
+                                until_ms=args.until, schema_hash=args.schema)
     except LogReadError as exc:
         print(f"fetcher logs read: {exc}", file=sys.stderr)
         return 1
-    print(f"{summary.records:,} records of {args.service} from {summary.files} file(s), "
+    origin = (f"{summary.messages:,} message(s)" if topic else f"{summary.files} file(s)")
+    print(f"{summary.records:,} records of {args.service} from {origin}, "
           f"schema(s) {', '.join(summary.schemas)}: {out} ({len(summary.columns)} columns)")
     return 0
 
@@ -443,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs_sub = logs.add_subparsers(dest="logs_command", required=True)
     read = logs_sub.add_parser(
         "read", help="turn a service's logged records into one Parquet file for training")
-    read.add_argument("directory", help="the feature log directory (log.features.directory)")
+    read.add_argument("directory", metavar="SOURCE",
+                      help="the feature log directory (log.features.directory), or the Kafka "
+                      "sink's topic as kafka://host:port[,host:port...]/topic")
     read.add_argument("--service", required=True, help="feature service name")
     read.add_argument("--since", type=_time_ms, required=True, metavar="T",
                       help="records served at or after T: ISO-8601 (UTC unless given) or "
@@ -451,7 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--until", type=_time_ms, default=None, metavar="T",
                       help="records served before T (default: all)")
     read.add_argument("--schema", metavar="HASH", help="only records of this logged schema")
-    read.add_argument("--out", metavar="FILE.parquet",
+    read.add_argument("--schema-topic", metavar="TOPIC",
+                      help="with kafka://: the schema topic (default: <topic>.schemas)")
+    read.add_argument("--out", "-o", metavar="FILE.parquet",
                       help="output file (default: <service>.parquet)")
     read.set_defaults(func=_cmd_logs_read)
     return parser

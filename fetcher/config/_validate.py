@@ -118,7 +118,7 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
     tracing = TracingSettings(**sections["tracing"])
     kafka = KafkaSettings(**sections["kafka"])
     features = FeatureLogSettings(**sections["log.features"])
-    if not features.kafka_bootstrap_servers:  # the Kafka sink's brokers default to [kafka]'s
+    if features.sink == "kafka" and not features.kafka_bootstrap_servers:  # [kafka]'s brokers
         features = dataclasses.replace(features,
                                        kafka_bootstrap_servers=kafka.bootstrap_servers)
     log_settings = LogSettings(**sections["log"], features=features)

@@ -318,6 +318,8 @@ def interleave(segments: list[Segment], n: int) -> list[bytes]:
 
 def encode_records(schema: LogSchema, batch: pa.RecordBatch) -> list[bytes]:
     """One Avro binary value (fetcher.featurelog._avro's schema) per record of `batch`."""
+    if batch.num_rows == 0:
+        return []
     try:
         return interleave(record_segments(schema, batch), batch.num_rows)
     except _TooWide:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,8 @@ class ReadSummary:
     """What one `read_logs` wrote."""
 
     records: int = 0
-    files: int = 0
+    files: int = 0  # log files read (a topic: 0)
+    messages: int = 0  # topic messages read (files: 0)
     schemas: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
 
@@ -173,6 +174,23 @@ def read_logs(
     for f in files:
         if f.schema_hash not in schemas:
             schemas[f.schema_hash] = _schema_of(root, f)
+    summary = write_flat(schemas, ((f.schema_hash, pq.read_table(f.path)) for f in files),
+                         out, since_ms=since_ms, until_ms=until_ms)
+    summary.files = len(files)
+    return summary
+
+
+def write_flat(
+    schemas: Mapping[str, LogSchema],
+    parts: Iterable[tuple[str, pa.Table]],
+    out: str | os.PathLike[str],
+    *,
+    since_ms: int | None,
+    until_ms: int | None,
+) -> ReadSummary:
+    """Write the flat Parquet file of raw records (`parts`: (hash, a table of that schema's
+    layout), read lazily) of `schemas`, kept in [since_ms, until_ms): the one output path
+    of files and topics."""
     output = _union(list(schemas.values()))
     arrow = pa.schema([pa.field(c.name, c.type) for c in output])
     target = Path(out)
@@ -180,11 +198,10 @@ def read_logs(
     summary = ReadSummary(schemas=list(schemas), columns=[c.name for c in output])
     try:
         with pq.ParquetWriter(str(temp), arrow, compression="zstd") as writer:
-            for f in files:
-                table = _in_range(pq.read_table(f.path), since_ms, until_ms)
-                summary.files += 1
+            for digest, raw in parts:
+                table = _in_range(raw, since_ms, until_ms)
                 if table.num_rows:
-                    writer.write_table(_flatten(table, schemas[f.schema_hash], output))
+                    writer.write_table(_flatten(table, schemas[digest], output))
                     summary.records += table.num_rows
         os.replace(temp, target)
     finally:

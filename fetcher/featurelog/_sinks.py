@@ -11,16 +11,22 @@ from fetcher.metrics import Metrics
 
 
 def open_sink(settings: FeatureLogSettings, metrics: Metrics, tag: str | None = None) -> LogSink:
-    """The sink the settings name (OSError: its directory cannot be used)."""
+    """The sink the settings name (OSError: its directory, or its producer's settings,
+    cannot be used; a broker that is down is no error: records drop until it answers)."""
     if settings.sink == "kafka":
         # Imported only when chosen: the file sink needs no Kafka client.
         from fetcher.featurelog._kafka import KafkaLogConfig, KafkaSink
 
-        return KafkaSink(
-            KafkaLogConfig.from_settings(settings),
-            lost=lambda service, reason, records: metrics.feature_log_dropped.labels(
-                service, reason).inc(records),
-        )
+        from confluent_kafka import KafkaException
+
+        try:
+            return KafkaSink(
+                KafkaLogConfig.from_settings(settings),
+                lost=lambda service, reason, records: metrics.feature_log_dropped.labels(
+                    service, reason).inc(records),
+            )
+        except KafkaException as exc:  # a producer setting librdkafka refuses
+            raise OSError(str(exc)) from None
     return FileSink(
         Path(settings.directory), max_file_bytes=settings.max_file_bytes,
         max_file_seconds=settings.max_file_seconds, tag=tag,

@@ -342,13 +342,22 @@ class App:
         try:
             feature_log = FeatureLog(settings, self.metrics, request_id=request_id.get)
         except OSError as exc:
+            if settings.sink == "kafka":
+                raise StartupError(f"log.features: cannot start the Kafka sink: {exc}. Fix: "
+                                   "check the kafka_* settings") from None
             raise StartupError(
                 f"log.features.directory: cannot use {settings.directory!r}: {exc}. Fix: "
                 "create it or give a directory this process may write"
             ) from None
         await feature_log.start()
-        log.info("feature log on: %s", settings.directory,
-                 extra={"feature_log_directory": settings.directory})
+        if settings.sink == "kafka":
+            # The broker may be down: records are dropped and counted until it answers.
+            log.info("feature log on: Kafka topic %s at %s", settings.kafka_topic,
+                     settings.kafka_bootstrap_servers,
+                     extra={"feature_log_topic": settings.kafka_topic})
+        else:
+            log.info("feature log on: %s", settings.directory,
+                     extra={"feature_log_directory": settings.directory})
         return feature_log
 
     def _bind(self, server: grpc.aio.Server, settings: ServerSettings) -> int:

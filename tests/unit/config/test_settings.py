@@ -80,6 +80,21 @@ def test_env_overrides_are_typed_and_can_define_a_store(tmp_path: Path) -> None:
          ["FETCHER__LOG__FEATURES__MAX_FILE_SECONDS", "must be > 0"]),
         ("[log.features]\nenable = true\n", {}, ["log.features.enable", "unknown key",
                                                   "enabled"]),
+        ("[log.features]\nsink = 'kafak'\n", {}, ["log.features.sink", "not a feature log sink",
+                                                   "files or kafka"]),
+        ("[log.features]\nsink = 'kafka'\nkafka_topic = 'a topic'\n", {},
+         ["log.features.kafka_topic", "not a Kafka topic name"]),
+        ("[log.features]\nsink = 'kafka'\nkafka_schema_topic = 'fetcher.feature-log'\n", {},
+         ["log.features.kafka_schema_topic", "is the record topic"]),
+        ("[log.features]\nsink = 'kafka'\nkafka_compression = 'brotli'\n", {},
+         ["log.features.kafka_compression", "not a Kafka compression", "zstd"]),
+        ("[kafka]\nbootstrap_servers = ' '\n[log.features]\nsink = 'kafka'\n", {},
+         ["log.features.kafka_bootstrap_servers", "is empty"]),
+        ("", {"FETCHER__LOG__FEATURES__SINK": "kafka",
+              "FETCHER__LOG__FEATURES__KAFKA_CLOSE_TIMEOUT_S": "0"},
+         ["FETCHER__LOG__FEATURES__KAFKA_CLOSE_TIMEOUT_S", "must be > 0"]),
+        ("[log.features]\nsink = 'kafka'\nkafka_queue_records = 0\n", {},
+         ["log.features.kafka_queue_records", "must be > 0"]),
         ("[feast]\nrepo = 'nowhere/feature_store.yaml'\n", {},
          ["feast.repo", "is not a readable file", "feature_store.yaml"]),
         ("[feast]\nhttp_listen = '127.0.0.1:6566'\n", {},
@@ -138,6 +153,27 @@ def test_feature_log_settings_from_the_file_and_env(tmp_path: Path) -> None:
     assert features == FeatureLogSettings(True, "/var/log/f", 1048576, 60.0, 500)
     described = load_settings(path, env=env).describe()
     assert "log.features.directory = /var/log/f" in described
+
+
+def test_the_kafka_sink_settings_and_their_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[kafka]\nbootstrap_servers = "k1:9092,k2:9092"\n'
+                            '[log.features]\nenabled = true\nsink = "kafka"\n'
+                            'kafka_topic = "served"\n')
+    features = load_settings(path, env={}).log.features
+    # The brokers default to [kafka]'s, the schema topic to "<topic>.schemas".
+    assert (features.sink, features.kafka_bootstrap_servers) == ("kafka", "k1:9092,k2:9092")
+    from fetcher.featurelog._kafka import KafkaLogConfig
+
+    config = KafkaLogConfig.from_settings(features)
+    assert (config.topic, config.schema_topic) == ("served", "served.schemas")
+    env = {"FETCHER__LOG__FEATURES__KAFKA_BOOTSTRAP_SERVERS": "log:9092",
+           "FETCHER__LOG__FEATURES__KAFKA_SCHEMA_TOPIC": "served-schemas",
+           "FETCHER__LOG__FEATURES__KAFKA_LINGER_MS": "0"}
+    features = load_settings(path, env=env).log.features
+    assert (features.kafka_bootstrap_servers, features.kafka_schema_topic,
+            features.kafka_linger_ms) == ("log:9092", "served-schemas", 0)
+    # The file sink's settings are untouched by the [kafka] section.
+    assert load_settings(None, env={}).log.features.kafka_bootstrap_servers == ""
 
 
 def test_feast_section_from_file_and_env(tmp_path: Path) -> None:
