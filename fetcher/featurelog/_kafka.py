@@ -138,14 +138,15 @@ class KafkaSink:
             "message.timeout.ms": config.delivery_timeout_ms,
         }
         self._base = base
-        # Records: failures only are reported (a Python callback per record would cost
-        # about as much as encoding it); a failed report names its service in a header.
+        # Records: failures only reach Python (a Python call per record would cost about
+        # as much as encoding it), to the callback of the record's service (a delivery
+        # report carries no headers).
         self._producer = Producer({
             **producer, "client.id": name,
             "queue.buffering.max.messages": config.queue_records,
             "queue.buffering.max.kbytes": max(1, config.queue_bytes // 1024),
             "linger.ms": config.linger_ms, "compression.type": config.compression,
-            "delivery.report.only.error": True, "on_delivery": self._on_record_failed,
+            "delivery.report.only.error": True,
         })
         # Schemas: a producer of their own, whose every delivery is reported: a record is
         # produced only once its schema is acknowledged.
@@ -157,6 +158,7 @@ class KafkaSink:
         self._schemas: dict[str, bool | float] = {}
         self._headers: dict[str, list[tuple[str, str | bytes | None]]] = {}
         self._keys: dict[str, Callable[[Any], bytes]] = {}
+        self._failed: dict[str, Callable[[KafkaError | None, Message], None]] = {}
         self.produced = 0  # records handed to the producer (for tests and tools)
 
     # -- the LogSink methods ------------------------------------------------------------
@@ -175,12 +177,16 @@ class KafkaSink:
         keys = self._key_bytes(schema, records)
         times: Any = records.column("request_time").cast(pa.int64()).to_pylist()
         headers = self._headers_of(schema)
+        failed = self._failed.get(schema.service)
+        if failed is None:
+            failed = self._failed[schema.service] = self._on_failed(schema.service)
         produce = self._producer.produce
         topic = self.config.topic
         full = refused = 0
         for value, key, at in zip(values, keys, times, strict=True):
             try:
-                produce(topic, value=value, key=key, headers=headers, timestamp=at)
+                produce(topic, value=value, key=key, headers=headers, timestamp=at,
+                        on_delivery=failed)
             except BufferError:
                 full += 1
             except KafkaException as exc:  # e.g. a record larger than message.max.bytes
@@ -264,8 +270,10 @@ class KafkaSink:
                 self.config.schema_topic, key=schema.hash.encode("ascii"),
                 value=avro_schema_json(schema),
                 on_delivery=lambda err, _msg: self._on_schema(schema.hash, err))
-        # Waited for once: later batches of a schema still unacknowledged drop at once.
-        while self._schemas.get(schema.hash) is not True and time.monotonic() < state:
+        # Waited for once: later batches of a schema still unacknowledged drop at once;
+        # a refused one (False) is produced again with the next batch.
+        while (isinstance(self._schemas.get(schema.hash), float)
+               and time.monotonic() < state):
             self._schema_producer.poll(0.05)
         self._schema_producer.poll(0)
         if self._schemas.get(schema.hash) is not True:
@@ -299,19 +307,19 @@ class KafkaSink:
         columns = [c.to_pylist() for c in keys.flatten()]
         return [encode(values) for values in zip(*columns, strict=True)]
 
-    def _on_record_failed(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
-            return
-        service = ""
-        headers: Any = msg.headers() or []
-        for name, value in headers:
-            if name == HEADER_SERVICE and isinstance(value, bytes):
-                service = value.decode("utf-8", "replace")
-        self._lose(service, "delivery", 1)
-        if err.code() not in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
-            self._warnings.warn("delivery", "feature log: a record of %s was not delivered "
-                                "to Kafka: %s (fetcher_feature_log_dropped_total"
-                                '{reason="delivery"})', service, err)
+    def _on_failed(self, service: str) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of one service's records (called for failures only)."""
+
+        def failed(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                return
+            self._lose(service, "delivery", 1)
+            if err.code() not in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+                self._warnings.warn(
+                    "delivery", "feature log: a record of %s was not delivered to Kafka: %s "
+                    '(fetcher_feature_log_dropped_total{reason="delivery"})', service, err)
+
+        return failed
 
     def _on_error(self, err: KafkaError) -> None:
         self._warnings.warn(f"error.{err.code()}", "feature log: kafka: %s", err)

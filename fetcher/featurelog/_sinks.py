@@ -15,9 +15,9 @@ def open_sink(settings: FeatureLogSettings, metrics: Metrics, tag: str | None = 
     cannot be used; a broker that is down is no error: records drop until it answers)."""
     if settings.sink == "kafka":
         # Imported only when chosen: the file sink needs no Kafka client.
-        from fetcher.featurelog._kafka import KafkaLogConfig, KafkaSink
-
         from confluent_kafka import KafkaException
+
+        from fetcher.featurelog._kafka import KafkaLogConfig, KafkaSink
 
         try:
             return KafkaSink(

@@ -68,11 +68,14 @@ class LogHarness:
 
     def __init__(self, root: Path, snapshot: Snapshot, *, queue_size: int = 10_000,
                  sink: Any | None = None, max_file_bytes: int = 1 << 30,
-                 max_file_seconds: float = 3600.0) -> None:
+                 max_file_seconds: float = 3600.0,
+                 log_settings: dict[str, Any] | None = None) -> None:
+        """`log_settings`: more FeatureLogSettings fields (sink="kafka", kafka_topic=...)."""
         self.root = root
         self.h = FetchHarness(root / "stores", snapshot)
-        self.settings = FeatureLogSettings(True, str(root / "log"), max_file_bytes,
-                                           max_file_seconds, queue_size)
+        self.settings = dataclasses.replace(
+            FeatureLogSettings(True, str(root / "log"), max_file_bytes, max_file_seconds,
+                               queue_size), **(log_settings or {}))
         self.log = FeatureLog(self.settings, self.h.metrics, request_id=REQUEST_ID.get,
                               sink=sink, drain_interval_s=0.05)
         self.servicer = FeatureServicer(lambda: self.h.snapshot, self.h.engine, self.h.metrics,

@@ -109,7 +109,7 @@ def test_the_schema_json_is_checked_against_its_hash() -> None:
     tampered["fields"] = tampered["fields"][:-1]
     with pytest.raises(SchemaMismatch, match="not this version's form"):
         schema_from_json(json.dumps(tampered).encode())
-    with pytest.raises(SchemaMismatch, match="no fetcher.log_schema"):
+    with pytest.raises(SchemaMismatch, match=r"no fetcher\.log_schema"):
         schema_from_json(b'{"type": "record", "name": "x", "fields": []}')
 
 
