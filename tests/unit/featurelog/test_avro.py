@@ -4,6 +4,7 @@ the decoder gives back the writer's record batch."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from typing import Any
@@ -27,6 +28,7 @@ from fetcher.featurelog._avro import RecordDecoder, SchemaMismatch, avro_names
 from tests.unit.featurelog.test_columns import DESCRIPTOR, SCHEMA, vectors, wire
 
 T0 = 1_764_547_200_000
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 KEYS = st.tuples(st.integers(-(2**63), 2**63 - 1), st.text(max_size=6))
 CONTEXT = st.one_of(st.none(), st.tuples(st.one_of(st.none(), st.floats(allow_nan=False))))
 ROW = st.tuples(vectors(), KEYS, CONTEXT, st.one_of(st.none(), st.integers(0, 2**42)),
@@ -41,7 +43,8 @@ def _rows(drawn: list[Any]) -> list[LogRow]:
 
 
 def _ms(value: Any) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
+    """A timestamp's epoch ms, exactly (a float's product loses ms beyond 2**42)."""
+    return None if value is None else (value - EPOCH) // dt.timedelta(milliseconds=1)
 
 
 def _fastavro_bytes(record: dict[str, Any]) -> bytes:
