@@ -16,7 +16,7 @@ Two measurements, each alternating off and on in fresh processes, medians over `
   record it queued is written). The harshest view: no gRPC cost to hide behind.
 
 Run: .venv/bin/python bench/bench_feature_log.py [--mode server|inproc|both] [--reps 3]
-     [--seconds 5] [--l1 cold|warm]
+     [--seconds 5] [--l1 cold|warm] [--sink files|kafka [--kafka HOST:PORT]]
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 def _serve_once(work: Path, store: Path, logging_on: bool, l1: str, seconds: float,
-                protoset: Path, data: dict[str, Path]) -> dict[str, Any]:
+                protoset: Path, data: dict[str, Path], sink: str = "files",
+                kafka: str = "") -> dict[str, Any]:
     port, metrics = _free_port(), _free_port()
     settings = work / "bench.toml"
     settings.write_text(
@@ -130,6 +131,11 @@ def _serve_once(work: Path, store: Path, logging_on: bool, l1: str, seconds: flo
         "FETCHER__CACHE__L1_MAX_ENTRIES": "0" if l1 == "cold" else "100000",
         "FETCHER__CACHE__L1_TTL_S": "3600",
     })
+    if sink == "kafka":  # a topic per run: the sink creates it (and its schema topic)
+        env.update({"FETCHER__LOG__FEATURES__SINK": "kafka",
+                    "FETCHER__LOG__FEATURES__KAFKA_BOOTSTRAP_SERVERS": kafka,
+                    "FETCHER__LOG__FEATURES__KAFKA_TOPIC":
+                        f"bench.feature-log.{os.getpid()}.{time.time_ns()}"})
     log = (work / f"server-{'on' if logging_on else 'off'}.log").open("wb")
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "fetcher.cli", "serve", "--settings",
@@ -178,7 +184,8 @@ def _serve_once(work: Path, store: Path, logging_on: bool, l1: str, seconds: flo
     return out
 
 
-def bench_server(reps: int, seconds: float, l1: str) -> dict[str, Any]:
+def bench_server(reps: int, seconds: float, l1: str, sink: str = "files",
+                 kafka: str = "") -> dict[str, Any]:
     """Off and on alternately, `reps` times; the runs of each."""
     from bench.protoset import write_descriptor_set
     from fetcher.v1 import feature_service_pb2 as pb
@@ -194,7 +201,7 @@ def bench_server(reps: int, seconds: float, l1: str) -> dict[str, Any]:
             order = ("off", "on") if rep % 2 == 0 else ("on", "off")
             for which in order:
                 runs[which].append(_serve_once(work, store, which == "on", l1, seconds,
-                                               protoset, data))
+                                               protoset, data, sink, kafka))
                 print(f"  server rep {rep + 1} {which}: " + ", ".join(
                     f"{k} {v['rps']:.0f} req/s" for k, v in runs[which][-1].items()),
                     file=sys.stderr)
@@ -347,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--l1", choices=("cold", "warm"), default="cold")
+    parser.add_argument("--sink", choices=("files", "kafka"), default="files",
+                        help="server mode: the log's sink when on")
+    parser.add_argument("--kafka", default="127.0.0.1:19092",
+                        help="with --sink kafka: the brokers")
     parser.add_argument("--worker", choices=("off", "on"), help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -357,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.calls))))
         return 0
     if args.mode in ("server", "both"):
-        runs = bench_server(args.reps, args.seconds, args.l1)
-        print(report(f"Real server, L1 {args.l1} (medians of {args.reps})", runs,
+        runs = bench_server(args.reps, args.seconds, args.l1, args.sink, args.kafka)
+        print(report(f"Real server, L1 {args.l1}, sink {args.sink} (medians of {args.reps})",
+                     runs,
                      ("logged", "dropped")))
         print()
     if args.mode in ("inproc", "both"):
