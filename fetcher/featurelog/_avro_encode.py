@@ -36,6 +36,7 @@ _SHIFTS = (7 * _ARANGE10).astype(np.uint64)
 # A padded matrix is as wide as its longest value: one large value among many small ones
 # makes the batch encode in halves rather than pad every record to its size.
 MAX_PADDED_BYTES = 32 * 1024 * 1024
+_STATUS_DICTIONARY = pa.array(STATUS_NAMES, pa.string())
 _LIMITS = np.array([1 << (7 * j) for j in range(1, 10)], dtype=np.uint64)
 
 
@@ -54,11 +55,12 @@ def _zigzag(values: NDArray[np.int64]) -> NDArray[np.uint64]:
 
 
 def _varint_cells(z: NDArray[np.uint64]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-    """(m, 10) bytes of each value's varint and its length (1 to 10)."""
+    """(m, w) bytes of each value's varint and its length (1 to 10); w is the longest."""
     flat = z.reshape(-1)
     lengths = 1 + (flat[:, None] >= _LIMITS[None, :]).sum(axis=1).astype(np.int64)
-    groups = (flat[:, None] >> _SHIFTS[None, :]) & np.uint64(0x7F)
-    more = _ARANGE10[None, :].astype(np.int64) < (lengths[:, None] - 1)
+    width = int(lengths.max(initial=1))
+    groups = (flat[:, None] >> _SHIFTS[None, :width]) & np.uint64(0x7F)
+    more = _ARANGE10[None, :width].astype(np.int64) < (lengths[:, None] - 1)
     cells = (groups | (more.astype(np.uint64) << np.uint64(7))).astype(_U8)
     return cells, lengths
 
@@ -66,7 +68,7 @@ def _varint_cells(z: NDArray[np.uint64]) -> tuple[NDArray[np.uint8], NDArray[np.
 def varint_segment(values: NDArray[np.int64]) -> Segment:
     """Non-null longs (or ints): one zig-zag varint per record."""
     cells, lengths = _varint_cells(_zigzag(values))
-    return Segment(cells, _ARANGE10[None, :].astype(np.int64) < lengths[:, None])
+    return Segment(cells, np.arange(cells.shape[1])[None, :] < lengths[:, None])
 
 
 def union_long_segment(values: NDArray[np.int64], present: NDArray[np.bool_]) -> Segment:
@@ -74,11 +76,12 @@ def union_long_segment(values: NDArray[np.int64], present: NDArray[np.bool_]) ->
     n = present.shape[0]
     cells, lengths = _varint_cells(_zigzag(values))
     flat_present = present.reshape(-1)
-    full = np.empty((len(flat_present), 11), _U8)
+    width = 1 + cells.shape[1]
+    full = np.empty((len(flat_present), width), _U8)
     full[:, 0] = np.where(flat_present, 2, 0)
     full[:, 1:] = cells
     sizes = np.where(flat_present, 1 + lengths, 1)
-    keep = np.arange(11)[None, :] < sizes[:, None]
+    keep = np.arange(width)[None, :] < sizes[:, None]
     return Segment(full.reshape(n, -1), keep.reshape(n, -1))
 
 
@@ -89,6 +92,8 @@ def union_fixed_segment(raw: NDArray[np.uint8], present: NDArray[np.bool_]) -> S
     full = np.empty((n, k, 1 + width), _U8)
     full[:, :, 0] = np.where(present, 2, 0)
     full[:, :, 1:] = raw
+    if present.all():
+        return Segment(full.reshape(n, -1), np.ones((n, k * (1 + width)), np.bool_))
     keep = np.empty((n, k, 1 + width), np.bool_)
     keep[:, :, 0] = True
     keep[:, :, 1:] = present[:, :, None]
@@ -258,19 +263,17 @@ def _struct_children(batch: pa.RecordBatch, name: str) -> list[pa.Array[Any]]:
 
 
 def _status_codes(columns: list[pa.Array[Any]]) -> NDArray[np.int64]:
-    """The (n, features) FeatureStatus numbers of the status columns (dictionary-encoded,
-    the writer's dictionary shared by all; a read-back batch's in any order)."""
-    lookups: dict[int, NDArray[np.int64]] = {}
+    """The (n, features) FeatureStatus numbers of the status columns (dictionary-encoded:
+    the writer's dictionary is STATUS_NAMES itself; a read-back batch's in any order)."""
     codes = []
     for column in columns:
         if not isinstance(column, pa.DictionaryArray):
             column = column.dictionary_encode()
-        lookup = lookups.get(id(column.dictionary))
-        if lookup is None:
-            lookup = lookups[id(column.dictionary)] = np.array(
-                [STATUS_NAMES.index(v) for v in column.dictionary.to_pylist()] or [0],
-                np.int64)
-        codes.append(lookup[_fixed_values(column.indices, np.int8)])
+        indices = _fixed_values(column.indices, np.int8).astype(np.int64)
+        if not column.dictionary.equals(_STATUS_DICTIONARY):
+            indices = np.array([STATUS_NAMES.index(v) for v in column.dictionary.to_pylist()]
+                               or [0], np.int64)[indices]
+        codes.append(indices)
     return np.stack(codes, axis=1)
 
 
@@ -310,9 +313,14 @@ def interleave(segments: list[Segment], n: int) -> list[bytes]:
     if n == 0:
         return []
     keep = np.concatenate([s.keep for s in segments], axis=1)
-    buffer = np.concatenate([s.cells for s in segments], axis=1)[keep].tobytes()
+    cells = np.concatenate([s.cells for s in segments], axis=1)
+    if keep.all():  # every record as long as the others (no nulls, same lengths): no compaction
+        width = cells.shape[1]
+        buffer = cells.tobytes()
+        return [buffer[a:a + width] for a in range(0, n * width, width)]
+    buffer = cells[keep].tobytes()
     ends = np.cumsum(keep.sum(axis=1))
-    starts = ends - (ends - np.concatenate([[0], ends[:-1]]))
+    starts = np.concatenate([[0], ends[:-1]])
     return [buffer[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
