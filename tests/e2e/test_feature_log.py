@@ -1,6 +1,7 @@
 """The feature log through the real server: a thousand requests at 50% sampling over two
 workers are exactly the records the documented rule selects, each equal to the response
-sent (read back with `fetcher logs read`); SIGKILL mid-write leaves only whole files."""
+sent (read back with `fetcher logs read`); SIGKILL mid-write leaves only whole files; the
+Kafka sink's records, read back from the topic, are the rule's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,47 @@ def test_a_thousand_requests_at_50_percent_are_the_rules_records(tmp_path: Path)
             assert (None if event is None else int(event.timestamp() * 1000)) == (
                 fv.event_ms or None), (rid, name)
     assert {"PRESENT", "NOT_FOUND", "NULL_VALUE", "OUTSIDE_MAX_AGE"} <= statuses
+
+
+def test_the_kafka_sink_through_the_server_and_fetcher_logs_read(tmp_path: Path) -> None:
+    from tests.e2e.stream_support import KAFKA, require_kafka
+
+    require_kafka()
+    topic = f"fetcher.test.e2e-log.{uuid.uuid4().hex[:10]}"
+    settings = _setup(tmp_path, f'sink = "kafka"\nkafka_topic = "{topic}"\n'
+                                f'kafka_bootstrap_servers = "{KAFKA}"\n', percent=50.0,
+                      workers=1)
+    server = start_server(tmp_path, settings)
+    sent: dict[str, dict[str, int]] = {}
+    try:
+        server.wait_health(SERVING, timeout=30)
+        rng = random.Random(23)
+        with grpc.insecure_channel(server.target) as channel:
+            for i in range(200):
+                keys = {"user_id": rng.randrange(0, 10_500), "merchant_id": rng.randrange(1_050)}
+                request = pb.GetFeaturesRequest(
+                    feature_service=SERVICE,
+                    keys={k: pb.Value(int64_value=v) for k, v in keys.items()})
+                stub(channel).GetFeatures(request, timeout=10,
+                                          metadata=[("x-request-id", f"k-{i:03d}")])
+                sent[f"k-{i:03d}"] = keys
+        server.signal(signal.SIGTERM)  # the sink's last records are acknowledged first
+        assert server.wait(30) == 0, server.logs()
+    finally:
+        server.kill()
+    assert "feature log on: Kafka topic" in server.logs()
+    out = tmp_path / "from-kafka.parquet"
+    read = _fetcher("logs", "read", f"kafka://{KAFKA}/{topic}", "--service", SERVICE,
+                    "--since", "0", "-o", str(out))
+    assert read.returncode == 0, read.stderr
+    kept = {rid for rid, keys in sent.items()
+            if oracle_kept(SERVICE, [("int64", keys["user_id"]), ("int64", keys["merchant_id"])],
+                           50.0)}
+    rows = pq.read_table(out).to_pylist()
+    assert {r["request_id"] for r in rows} == kept and len(rows) == len(kept) > 50
+    for row in rows:
+        keys = sent[row["request_id"]]
+        assert (row["user_id"], row["merchant_id"]) == (keys["user_id"], keys["merchant_id"])
 
 
 def _temp_files(log_dir: Path) -> list[Path]:
