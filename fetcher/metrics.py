@@ -135,7 +135,9 @@ class Metrics:
         self.feature_log_dropped = Counter(
             "fetcher_feature_log_dropped_total",
             "Served entity vectors the feature log did not keep: queue_full (its queue was "
-            "full; sampling not yet decided for a batch), error (the sink failed), malformed",
+            "full; sampling not yet decided for a batch), error (the sink failed), malformed; "
+            "the Kafka sink's: delivery (not acknowledged in time or refused), sink_full (its "
+            "producer's queue was full)",
             ["service", "reason"], registry=r,
         )
         self.feature_log_files = Counter(

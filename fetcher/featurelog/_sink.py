@@ -1,4 +1,5 @@
-"""Where logged records go: the LogSink contract (files today; a Kafka topic can follow)."""
+"""Where logged records go: the LogSink contract (rotating files, fetcher.featurelog._files,
+or a Kafka topic, fetcher.featurelog._kafka; [log.features] sink picks one)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ class LogSink(Protocol):
     """A destination of logged records; every method runs in the log's writer thread.
 
     A sink may block (disk, network): the request path never waits for it, the bounded
-    queue in front of it drops instead. A Kafka sink implements the same three methods:
-    `write` produces each record (keyed by its entity key bytes, the value encoded with
-    the batch's schema and tagged with `schema.hash`), `tick` polls/flushes the producer,
-    `close` flushes and closes it.
+    queue in front of it drops instead. The Kafka sink's `write` produces each record
+    (keyed by its entity key bytes, the value Avro binary of the batch's schema, tagged
+    with `schema.hash` in a header), `tick` serves the producer's callbacks, `close`
+    flushes it within a bound.
     """
 
     def write(self, batch: LogBatch) -> None:
