@@ -52,6 +52,10 @@ class LogEntry:
 # (dataset, key bytes, lo_ms, hi_ms, limit): the entries with lo_ms <= ts_ms <= hi_ms,
 # newest first, up to and including the first batch part, at most `limit` events.
 LogLookup = tuple[str, bytes, int, int, int]
+# (ts_ms, payload length) of a batch part the reader already holds (docs/storage-layout.md
+# "the log", "known parts"): given per lookup to read_logs, which then leaves that part's
+# payload out of its answer when it is still the first batch part the scan meets.
+KnownPart = tuple[int, int]
 
 
 class LogRead(NamedTuple):
@@ -64,6 +68,11 @@ class LogRead(NamedTuple):
     events: list[tuple[int, bytes, bytes]]
     # The limit stopped the scan: more events are in the range, before any batch part.
     truncated: bool
+    # The scan ended at the lookup's known part, whose payload the store did not send
+    # (`batch` is None): it is still the newest batch part in the range. Redis and LMDB
+    # say so only when the part is there with the known length; Cassandra and DynamoDB
+    # read past it unseen, so for them it means "no newer batch part".
+    known: bool = False
 
 
 EMPTY_LOG = LogRead(None, [], False)
@@ -94,13 +103,17 @@ class KVStore(abc.ABC):
     async def multi_put(self, rows: Sequence[Row]) -> None:
         """Write every row (a new version of its key), batched; raises StoreError."""
 
-    async def read_logs(self, lookups: Sequence[LogLookup]) -> list[LogRead]:
+    async def read_logs(
+        self, lookups: Sequence[LogLookup], known: Sequence[KnownPart | None] | None = None
+    ) -> list[LogRead]:
         """Read aggregation logs: per lookup and in order, what it found.
 
         One call is one round trip per backend node whatever the number of lookups (a
         lookup stops at its first batch part on the server where the backend can).
         After `limit` events the store looks at one more entry in the range: a batch
-        part is returned, an event sets `truncated` (and `batch` is None). Raises
+        part is returned, an event sets `truncated` (and `batch` is None). `known[i]`
+        (when given and not None, with lo <= its ts_ms <= hi) is a batch part the caller
+        holds: a scan that ends at it answers `known` instead of its payload. Raises
         StoreError when the backend cannot answer.
         """
         raise StoreError(f"the {self.kind} store does not hold aggregation logs")

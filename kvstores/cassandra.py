@@ -38,6 +38,7 @@ from cassandra.query import tuple_factory
 from kvstores.base import (
     EMPTY_LOG,
     Found,
+    KnownPart,
     KVStore,
     LogEntry,
     LogLookup,
@@ -62,7 +63,7 @@ from kvstores.cassandra_log import (
     run_scans,
     scan_statement,
 )
-from kvstores.logs import LogScan, by_key, check_entry, log_bounds
+from kvstores.logs import LogScan, by_key, check_entry, known_in, log_bounds
 
 __all__ = ["CassandraStore"]
 
@@ -445,11 +446,17 @@ class CassandraStore(KVStore):
             raise StoreError(f"cassandra {self._where()}: multi_put: {_describe(exc)}") from exc
 
     async def read_logs(
-        self, lookups: Sequence[LogLookup], *, consistency: str | int | None = None
+        self,
+        lookups: Sequence[LogLookup],
+        known: Sequence[KnownPart | None] | None = None,
+        *,
+        consistency: str | int | None = None,
     ) -> list[LogRead]:
         """Each lookup's log entries: one single-partition query per lookup, all concurrent.
 
-        At most `max_in_flight` outstanding; a query pages until its scan is complete.
+        At most `max_in_flight` outstanding; a query pages until its scan is complete. A
+        lookup with a known part reads only the rows after it (so it cannot tell whether
+        the part is still there: `known` then means "no newer batch part").
         """
         self._check_open()
         if not lookups:
@@ -459,7 +466,8 @@ class CassandraStore(KVStore):
             _check_log_key(dataset, key)  # Checked before any query.
             bounds = log_bounds(lo_ms, hi_ms, limit)
             if bounds is not None:
-                plans.append((i, dataset, key, bounds, LogScan(limit)))
+                part = known_in(known, i, bounds)
+                plans.append((i, dataset, key, bounds, LogScan(limit, part, unseen=True)))
         results: list[LogRead] = [EMPTY_LOG] * len(lookups)
         if not plans:  # No range can hold an entry: nothing to ask.
             return results
@@ -469,7 +477,8 @@ class CassandraStore(KVStore):
                 statements = await self._log_ready()
                 jobs = []
                 for _, dataset, key, bounds, scan in plans:
-                    statement = scan_statement(statements, dataset, key, bounds, scan.limit)
+                    statement = scan_statement(statements, dataset, key, bounds, scan.limit,
+                                               scan.known)  # fmt: skip
                     if level is not None:
                         statement.consistency_level = level
                     jobs.append((statement, scan))

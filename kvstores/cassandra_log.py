@@ -16,7 +16,7 @@ from typing import Any
 
 from cassandra.query import BatchStatement, BatchType
 
-from kvstores.base import LogEntry
+from kvstores.base import KnownPart, LogEntry
 from kvstores.cassandra_config import LOG_TABLE
 from kvstores.logs import LogScan
 
@@ -34,6 +34,8 @@ class LogStatements:
     """The log's statements, prepared once per store (on its first log call)."""
 
     scan: Any
+    # The scan of a lookup whose known batch part is left out: entries after (ts, empty id).
+    scan_after: Any
     insert: Any
 
 
@@ -45,6 +47,12 @@ def prepare_log(session: Any, keyspace: str, write_consistency: int) -> LogState
             f"SELECT ts_ms, id, payload FROM {table} "
             "WHERE dataset = ? AND key = ? AND ts_ms >= ? AND ts_ms <= ? LIMIT ?"
         ),
+        # A multi-column slice from just after the known part's (ts_ms, empty id), the
+        # part itself excluded, so its payload is never read or sent.
+        scan_after=session.prepare(
+            f"SELECT ts_ms, id, payload FROM {table} "
+            "WHERE dataset = ? AND key = ? AND (ts_ms, id) > (?, 0x) AND (ts_ms) <= (?) LIMIT ?"
+        ),
         insert=session.prepare(
             f"INSERT INTO {table} (dataset, key, ts_ms, id, payload) "
             "VALUES (?, ?, ?, ?, ?) USING TTL ?"
@@ -52,15 +60,27 @@ def prepare_log(session: Any, keyspace: str, write_consistency: int) -> LogState
     )
     statements.insert.consistency_level = write_consistency
     statements.scan.is_idempotent = True
+    statements.scan_after.is_idempotent = True
     return statements
 
 
 def scan_statement(
-    statements: LogStatements, dataset: str, key: bytes, bounds: tuple[int, int], limit: int
+    statements: LogStatements,
+    dataset: str,
+    key: bytes,
+    bounds: tuple[int, int],
+    limit: int,
+    known: KnownPart | None = None,
 ) -> Any:
-    """The bound read of one lookup: never more rows than the scan may take (limit + 1)."""
+    """The bound read of one lookup: never more rows than the scan may take (limit + 1).
+
+    With a `known` part (in `bounds`), the rows after it only.
+    """
     most = min(limit + 1, _MAX_LIMIT)
-    statement = statements.scan.bind((dataset, key, bounds[0], bounds[1], most))
+    if known is None:
+        statement = statements.scan.bind((dataset, key, bounds[0], bounds[1], most))
+    else:
+        statement = statements.scan_after.bind((dataset, key, known[0], bounds[1], most))
     statement.fetch_size = min(most, _PAGE)
     return statement
 

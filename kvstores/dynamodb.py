@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kvstores.base import (
     EMPTY_LOG,
     Found,
+    KnownPart,
     KVStore,
     LogEntry,
     LogLookup,
@@ -45,7 +46,7 @@ from kvstores.base import (
     StoreError,
 )
 from kvstores.dynamodb_log import chunks, is_conflict, log_item, log_query, read_item
-from kvstores.logs import LogScan, by_key, check_entry, log_bounds
+from kvstores.logs import LogScan, by_key, check_entry, known_in, log_bounds
 
 __all__ = ["DynamoDBStore"]
 
@@ -355,8 +356,14 @@ class DynamoDBStore(KVStore):
             request["ExclusiveStartKey"] = last
             request["Limit"] = min(request["Limit"] * 8, 100)
 
-    async def read_logs(self, lookups: Sequence[LogLookup]) -> list[LogRead]:
-        """Each lookup's log entries: one Query per lookup, all in parallel, within timeout_s."""
+    async def read_logs(
+        self, lookups: Sequence[LogLookup], known: Sequence[KnownPart | None] | None = None
+    ) -> list[LogRead]:
+        """Each lookup's log entries: one Query per lookup, all in parallel, within timeout_s.
+
+        A lookup with a known part queries only the items after it (so it cannot tell
+        whether the part is still there: `known` then means "no newer batch part").
+        """
         self._check_open()
         if not lookups:
             return []
@@ -368,7 +375,7 @@ class DynamoDBStore(KVStore):
             bounds = log_bounds(lo_ms, hi_ms, limit)
             if bounds is not None:
                 queries.append((pk, bounds))
-                scans.append((i, LogScan(limit)))
+                scans.append((i, LogScan(limit, known_in(known, i, bounds), unseen=True)))
         if queries:
             client = await self._ensure_client(deadline)
             jobs: list[_Job] = [
@@ -384,7 +391,8 @@ class DynamoDBStore(KVStore):
     async def _query_log(
         self, client: Any, pk: bytes, bounds: tuple[int, int], scan: LogScan
     ) -> None:
-        request = log_query(self.log_table, pk, bounds, int(time.time()), self.consistent_read)
+        request = log_query(self.log_table, pk, bounds, int(time.time()), self.consistent_read,
+                            scan.known)  # fmt: skip
         while True:
             request["Limit"] = min(scan.wanted, _LOG_PAGE)
             reply = await client.query(**request)

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from kvstores.base import MAX_LOG_ID, LogEntry, StoreError
+from kvstores.base import MAX_LOG_ID, KnownPart, LogEntry, StoreError
 
 __all__ = ["MAX_ITEMS", "chunks", "is_conflict", "log_item", "log_query", "read_item"]
 
@@ -74,9 +74,19 @@ def chunks(items: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 
 def log_query(
-    table: str, pk: bytes, bounds: tuple[int, int], now_s: int, consistent: bool
+    table: str,
+    pk: bytes,
+    bounds: tuple[int, int],
+    now_s: int,
+    consistent: bool,
+    known: KnownPart | None = None,
 ) -> dict[str, Any]:
-    """The Query of one lookup's range, newest first, expired entries filtered out."""
+    """The Query of one lookup's range, newest first, expired entries filtered out.
+
+    With a `known` part, from just after it: its sort key is its time alone, so the
+    range starts at time + 00, the first sort key above it.
+    """
+    low = _TS.pack(bounds[0]) if known is None else _TS.pack(known[0]) + b"\x00"
     return {
         "TableName": table,
         "KeyConditionExpression": "pk = :k AND sk BETWEEN :lo AND :hi",
@@ -84,7 +94,7 @@ def log_query(
         "FilterExpression": _LIVE,
         "ExpressionAttributeValues": {
             ":k": {"B": pk},
-            ":lo": {"B": _TS.pack(bounds[0])},
+            ":lo": {"B": low},
             ":hi": {"B": _TS.pack(bounds[1]) + _AFTER_IDS},
             ":now": {"N": str(now_s)},
         },

@@ -26,9 +26,19 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from kvstores.base import Found, KVStore, LogEntry, LogLookup, LogRead, Lookup, Row, StoreError
+from kvstores.base import (
+    Found,
+    KnownPart,
+    KVStore,
+    LogEntry,
+    LogLookup,
+    LogRead,
+    Lookup,
+    Row,
+    StoreError,
+)
 from kvstores.embedded_log import LOG_MARK, TS_SIZE, scan_log
-from kvstores.logs import check_entry, log_bounds
+from kvstores.logs import check_entry, known_in, log_bounds
 
 __all__ = ["DEFAULT_MAP_SIZE", "EmbeddedStore"]
 
@@ -247,19 +257,23 @@ class EmbeddedStore(KVStore):
             # Expired versions are invisible: fall through to the next older one.
         return None
 
-    async def read_logs(self, lookups: Sequence[LogLookup]) -> list[LogRead]:
+    async def read_logs(
+        self, lookups: Sequence[LogLookup], known: Sequence[KnownPart | None] | None = None
+    ) -> list[LogRead]:
         """Each lookup's log entries, newest first, in one read txn on the event loop.
 
         On the loop for the reason multi_get is: a scan is seeks and steps in a memory map.
+        A known part met with its known length is not copied out.
         """
         self._check_open()
         if not lookups:
             return []
         # Checked and encoded before reading: a bad lookup raises before any work.
-        plans = [
-            (self._log_prefix(dataset, key), log_bounds(lo_ms, hi_ms, limit), limit)
-            for dataset, key, lo_ms, hi_ms, limit in lookups
-        ]
+        plans = []
+        for i, (dataset, key, lo_ms, hi_ms, limit) in enumerate(lookups):
+            bounds = log_bounds(lo_ms, hi_ms, limit)
+            plans.append((self._log_prefix(dataset, key), bounds, limit,
+                          known_in(known, i, bounds)))  # fmt: skip
 
         def read() -> list[LogRead]:
             now_ms = time.time_ns() // 1_000_000

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from kvstores.base import EMPTY_LOG, LogRead
+from kvstores.base import EMPTY_LOG, KnownPart, LogRead
 from kvstores.logs import LogScan
 
 __all__ = ["LOG_MARK", "TS_SIZE", "scan_log"]
@@ -27,19 +27,24 @@ _U64 = struct.Struct(">Q")
 
 
 def scan_log(
-    cursor: Any, prefix: bytes, bounds: tuple[int, int] | None, limit: int, now_ms: int
+    cursor: Any,
+    prefix: bytes,
+    bounds: tuple[int, int] | None,
+    limit: int,
+    known: KnownPart | None,
+    now_ms: int,
 ) -> LogRead:
     """The entries of `prefix`'s log with lo <= ts_ms <= hi, newest first, by the read rule.
 
     `cursor` is an LMDB cursor (its transaction a consistent snapshot); expired entries
-    are skipped.
+    are skipped. The `known` part, met with its length, ends the scan as `known`.
     """
     if bounds is None:
         return EMPTY_LOG
     lo, hi = bounds
     # Newest first: step back from the first key after every entry at hi (or the end).
     found = cursor.prev() if cursor.set_range(prefix + _U64.pack(hi + 1)) else cursor.last()
-    scan = LogScan(limit)
+    scan = LogScan(limit, known)
     start = len(prefix)
     unpack, key_at, value_at, prev = _U64.unpack_from, cursor.key, cursor.value, cursor.prev
     while found:
@@ -51,9 +56,11 @@ def scan_log(
             break
         stored_value = value_at()
         expires_ms = unpack(stored_value)[0]
-        if (expires_ms == 0 or expires_ms > now_ms) and scan.add(
-            ts_ms, stored_key[start + TS_SIZE :], stored_value[8:]
-        ):
-            break
+        if expires_ms == 0 or expires_ms > now_ms:
+            if len(stored_key) == start + TS_SIZE and scan.is_known(ts_ms, len(stored_value) - 8):
+                scan.reached = True  # the known part: its payload is not copied out
+                break
+            if scan.add(ts_ms, stored_key[start + TS_SIZE :], stored_value[8:]):
+                break
         found = prev()
     return scan.result()

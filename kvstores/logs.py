@@ -7,11 +7,11 @@ turns the entries a backend reads into a LogRead. The byte layouts stay in the b
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from kvstores.base import MAX_LOG_ID, LogEntry, LogRead
+from kvstores.base import MAX_LOG_ID, KnownPart, LogEntry, LogRead
 
-__all__ = ["MAX_LOG_TS", "LogScan", "by_key", "check_entry", "log_bounds"]
+__all__ = ["MAX_LOG_TS", "LogScan", "by_key", "check_entry", "known_in", "log_bounds"]
 
 #: Entry times are 0 <= ts_ms < MAX_LOG_TS: a double (Redis scores) holds them exactly.
 MAX_LOG_TS = 2**53
@@ -65,18 +65,35 @@ def log_bounds(lo_ms: int, hi_ms: int, limit: int) -> tuple[int, int] | None:
     return (lo, hi) if lo <= hi else None
 
 
+def known_in(
+    known: Sequence[KnownPart | None] | None, index: int, bounds: tuple[int, int] | None
+) -> KnownPart | None:
+    """Lookup `index`'s known part when one was given and lies in its (clamped) range."""
+    if known is None or bounds is None:
+        return None
+    part = known[index]
+    if part is None or not bounds[0] <= part[0] <= bounds[1]:
+        return None
+    return part
+
+
 class LogScan:
     """One lookup's answer, built from its entries newest first (the log's read rule).
 
     Stops at the first batch part (kept); after `limit` events, one more event sets
-    `truncated` instead of being kept.
+    `truncated` instead of being kept. With a `known` part, a scan that ends at it
+    answers `known` instead of its payload: met with the known length (`add`), or,
+    `unseen`, when the backend's range stops right after it and runs out (`result`).
     """
 
-    __slots__ = ("batch", "events", "limit", "truncated")
+    __slots__ = ("batch", "events", "known", "limit", "reached", "truncated", "unseen")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, known: KnownPart | None = None, *, unseen: bool = False) -> None:
         """An empty scan keeping at most `limit` events."""
         self.limit = limit
+        self.known = known
+        self.unseen = unseen and known is not None
+        self.reached = False
         self.batch: tuple[int, bytes] | None = None
         self.events: list[tuple[int, bytes, bytes]] = []
         self.truncated = False
@@ -84,7 +101,10 @@ class LogScan:
     def add(self, ts_ms: int, id: bytes, payload: bytes) -> bool:
         """Take the next older entry; True when the scan is complete (take no more)."""
         if not id:
-            self.batch = (ts_ms, payload)
+            if self.is_known(ts_ms, len(payload)):
+                self.reached = True
+            else:
+                self.batch = (ts_ms, payload)
             return True
         if len(self.events) < self.limit:
             self.events.append((ts_ms, id, payload))
@@ -92,11 +112,18 @@ class LogScan:
         self.truncated = True
         return True
 
+    def is_known(self, ts_ms: int, size: int) -> bool:
+        """Whether a batch part at `ts_ms` of `size` payload bytes is the known part."""
+        known = self.known
+        return known is not None and known[0] == ts_ms and known[1] == size
+
     @property
     def wanted(self) -> int:
         """The most entries the scan may still take (a page size for the backend)."""
         return self.limit + 1 - len(self.events)
 
     def result(self) -> LogRead:
-        """The LogRead of the entries taken so far."""
+        """The LogRead of the entries taken so far (the scan ran out or is complete)."""
+        if self.reached or (self.unseen and self.batch is None and not self.truncated):
+            return LogRead(None, self.events, False, True)
         return LogRead(self.batch, self.events, self.truncated)

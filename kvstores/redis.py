@@ -48,6 +48,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 from kvstores.base import (
     EMPTY_LOG,
     Found,
+    KnownPart,
     KVStore,
     LogEntry,
     LogLookup,
@@ -56,7 +57,7 @@ from kvstores.base import (
     Row,
     StoreError,
 )
-from kvstores.logs import by_key, check_entry, log_bounds
+from kvstores.logs import by_key, check_entry, known_in, log_bounds
 from kvstores.redis_log import (
     LOG_SUFFIX,
     READ_LOG_LOAD,
@@ -67,6 +68,7 @@ from kvstores.redis_log import (
     MalformedMember,
     decode_read,
     pack_read,
+    read_arguments,
     write_arguments,
 )
 from kvstores.redis_pipeline import PipelinedConnection, is_noscript
@@ -389,10 +391,13 @@ class BaseRedisStore(KVStore, Generic[ClientT]):
             except _BACKEND_ERRORS as exc:
                 raise StoreError(f"{self._where()}: multi_put failed: {_describe(exc)}") from exc
 
-    async def read_logs(self, lookups: Sequence[LogLookup]) -> list[LogRead]:
+    async def read_logs(
+        self, lookups: Sequence[LogLookup], known: Sequence[KnownPart | None] | None = None
+    ) -> list[LogRead]:
         """Each lookup's log entries: one read script call per lookup, in one round trip.
 
-        The scan stops at the first batch part on the server (kvstores.redis_log).
+        The scan stops at the first batch part on the server (kvstores.redis_log); a known
+        part met there (same time and length) is answered without its payload.
         """
         self._check_open()
         if not lookups:
@@ -404,7 +409,8 @@ class BaseRedisStore(KVStore, Generic[ClientT]):
             bounds = log_bounds(lo_ms, hi_ms, limit)
             if bounds is not None:
                 asked.append(i)
-                commands.append(("EVALSHA", READ_LOG_SHA, 1, log_key, bounds[1], bounds[0], limit))
+                commands.append(("EVALSHA", READ_LOG_SHA, 1, log_key, bounds[1], bounds[0], limit,
+                                 *read_arguments(known_in(known, i, bounds))))  # fmt: skip
         results = [EMPTY_LOG] * len(lookups)
         if not commands:
             return results

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from kvstores.base import LogEntry, LogRead
+from kvstores.base import KnownPart, LogEntry, LogRead
 
 __all__ = [
     "LOG_SUFFIX",
@@ -33,6 +33,7 @@ __all__ = [
     "decode_read",
     "encode_member",
     "pack_read",
+    "read_arguments",
     "write_arguments",
 ]
 
@@ -42,19 +43,27 @@ _TS = struct.Struct(">Q")
 _END = b"\x00\x00"
 
 # The read of one lookup. KEYS[1] the log key; ARGV: hi, lo (score bounds, inclusive),
-# limit (events). The reply: the members newest first up to and including the first
+# limit (events), and optionally the known part: its time (8 bytes big-endian) and
+# payload length. The reply: the members newest first up to and including the first
 # batch part, at most `limit` events, then an empty string when one more event is in
-# the range (truncated). ZRANGE in growing chunks: a scan that meets a batch part soon
-# reads little, one that does not stays O(members read) (LIMIT skips `offset` members).
+# the range (truncated); a first batch part that is the known one (its time and length)
+# is answered by the integer 1 instead of its member. ZRANGE in growing chunks: a scan
+# that meets a batch part soon reads little, one that does not stays O(members read)
+# (LIMIT skips `offset` members).
 READ_LOG_SCRIPT = b"""\
 local key, hi, lo, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local known, size = ARGV[4], tonumber(ARGV[5])
 local found, offset, chunk = {}, 0, math.min(limit + 1, 64)
 while true do
   local members = redis.call('ZRANGE', key, hi, lo, 'BYSCORE', 'REV', 'LIMIT', offset, chunk)
   for i = 1, #members do
     local member = members[i]
     if string.sub(member, 9, 10) == '\\0\\0' then  -- a batch part: the scan ends with it
-      found[#found + 1] = member
+      if known and #member == size + 10 and string.sub(member, 1, 8) == known then
+        found[#found + 1] = 1  -- the part the reader holds: not sent again
+      else
+        found[#found + 1] = member
+      end
       return found
     end
     if #found == limit then  -- one event more than the limit: truncated
@@ -96,6 +105,7 @@ READ_LOG_LOAD = b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%d\r\n%s\r\n" % (
     READ_LOG_SCRIPT,
 )
 _READ_HEAD = b"*7\r\n$7\r\nEVALSHA\r\n$40\r\n" + READ_LOG_SHA + b"\r\n$1\r\n1\r\n"
+_READ_KNOWN_HEAD = b"*9" + _READ_HEAD[2:]
 
 
 class MalformedMember(ValueError):
@@ -115,10 +125,12 @@ def _decode_member(member: bytes) -> tuple[int, bytes, bytes]:
     return _TS.unpack_from(member)[0], id, member[end + 2 :]
 
 
-def decode_read(members: Sequence[bytes]) -> LogRead:
+def decode_read(members: Sequence[bytes | int]) -> LogRead:
     """The LogRead of one read script's reply; MalformedMember on bytes it cannot read."""
     events: list[tuple[int, bytes, bytes]] = []
     for member in members:
+        if isinstance(member, int):  # the script's mark: the known part ends the scan
+            return LogRead(None, events, False, True)
         if not member:  # the script's mark: one more event in the range
             return LogRead(None, events, True)
         ts_ms, id, payload = _decode_member(member)
@@ -141,9 +153,26 @@ def write_arguments(entries: Sequence[LogEntry]) -> list[Any]:
     return arguments
 
 
-def pack_read(log_key: bytes, hi_ms: int, lo_ms: int, limit: int) -> bytes:
-    """The RESP bytes of one read script call (packed here, as RedisStore's reads are)."""
+def read_arguments(known: KnownPart | None) -> tuple[bytes, ...]:
+    """The read script's ARGV after hi, lo and limit: the known part's time and length."""
+    if known is None:
+        return ()
+    return _TS.pack(known[0]), b"%d" % known[1]
+
+
+def pack_read(
+    log_key: bytes, hi_ms: int, lo_ms: int, limit: int, *known: bytes
+) -> bytes:
+    """The RESP bytes of one read script call (packed here, as RedisStore's reads are).
+
+    `known`: read_arguments' two values, or nothing.
+    """
     hi, lo, most = b"%d" % hi_ms, b"%d" % lo_ms, b"%d" % limit
-    return _READ_HEAD + b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-        len(log_key), log_key, len(hi), hi, len(lo), lo, len(most), most,
+    packed = (_READ_KNOWN_HEAD if known else _READ_HEAD) + (
+        b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            len(log_key), log_key, len(hi), hi, len(lo), lo, len(most), most,
+        )
     )  # fmt: skip
+    for argument in known:
+        packed += b"$%d\r\n%s\r\n" % (len(argument), argument)
+    return packed
