@@ -26,9 +26,10 @@ LATENCY_BUCKETS = (
 class CacheCollector(Collector):  # type: ignore[misc,unused-ignore]
     """Reads L1 and L2 cache counters at scrape time (the caches count; we only look)."""
 
-    def __init__(self, l1: Any, l2: Any | None) -> None:
+    def __init__(self, l1: Any, l2: Any | None, parts: Any | None = None) -> None:
         self._l1 = l1  # fetcher.cache.L1Cache
         self._l2 = l2  # fetcher.cache.L2Cache or None
+        self._parts = parts  # fetcher.cache.PartCache or None
 
     def collect(self) -> Iterator[Any]:
         """One family per counter, labelled by tier."""
@@ -69,6 +70,22 @@ class CacheCollector(Collector):  # type: ignore[misc,unused-ignore]
             )
             skipped.add_metric(["l2"], self._l2.skipped)
             families += [errors, skipped]
+        parts = self._parts
+        if parts is not None:
+            # Tier "batch_part": hits are log reads the store answered without the cached
+            # part's payload, misses the parts read with it.
+            hits.add_metric(["batch_part"], parts.hits)
+            misses.add_metric(["batch_part"], parts.misses)
+            evictions.add_metric(["batch_part"], parts.evictions)
+            expirations.add_metric(["batch_part"], parts.expirations)
+            size.add_metric(["batch_part"], len(parts))
+            held = GaugeMetricFamily("fetcher_cache_bytes", "Bytes held", labels=["tier"])
+            held.add_metric(["batch_part"], parts.bytes)
+            bound = GaugeMetricFamily(
+                "fetcher_cache_capacity_bytes", "Most bytes held", labels=["tier"]
+            )
+            bound.add_metric(["batch_part"], parts.max_bytes)
+            families += [held, bound]
         yield from families
 
 
@@ -158,9 +175,9 @@ class Metrics:
         self._version = version
         self.config_version.labels(version).set(1)
 
-    def watch_caches(self, l1: Any, l2: Any | None) -> None:
+    def watch_caches(self, l1: Any, l2: Any | None, parts: Any | None = None) -> None:
         """Export the caches' own counters, read at each scrape."""
-        self.registry.register(CacheCollector(l1, l2))
+        self.registry.register(CacheCollector(l1, l2, parts))
 
     def store_failed(self, store: str, timed_out: bool, seconds: float) -> None:
         """Count a failed multi_get."""

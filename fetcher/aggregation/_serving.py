@@ -225,16 +225,26 @@ class GroupAggregator:
             lo = min(lo, tile_start(max(at - window_ms, 0), hop_ms))
         return lo
 
+    def batch_index(self, payload: bytes) -> list[tuple[int, int, int, int]]:
+        """A batch part's decoded directory: (s0, m, offsets, states) per operation.
+
+        Raises StateDecodeError when the part is not one of this group's (the engine
+        caches a part with its index, so a part is checked once).
+        """
+        return _batch_index(payload, self._hops)
+
     def compute(
         self,
         batch: tuple[int, bytes] | None,
         events: Sequence[tuple[int, bytes, bytes]],
         at: int,
+        index: list[tuple[int, int, int, int]] | None = None,
     ) -> Computed | None:
         """The features at `at` from a log read; None when the key has nothing (NOT_FOUND).
 
-        Raises StateDecodeError when a batch part or an event payload does not decode
-        (the whole group is then ERROR for this key).
+        `index` is the batch part's batch_index when the caller has it. Raises
+        StateDecodeError when a batch part or an event payload does not decode (the
+        whole group is then ERROR for this key).
         """
         if at < 0:
             raise ValueError(f"read at {at}: times are milliseconds since the epoch, >= 0")
@@ -250,7 +260,7 @@ class GroupAggregator:
             end, payload = batch
             if end > at:
                 raise StateDecodeError(f"batch part at {end} is newer than the read at {at}")
-            arrays = _batch_index(payload, self._hops)
+            arrays = _batch_index(payload, self._hops) if index is None else index
         values: list[Any] = []
         statuses: list[str] = []
         # (operation, first event time) -> (events applied, state of those events): windows

@@ -3,7 +3,8 @@
     [server]            listen, config_dir, workers, limits, drain and health timings,
                         metrics_listen, watch_config, keepalive policy (docs/operations.md)
     [server.tls]        cert_file, key_file, client_ca_file, require_client_cert
-    [cache]             l1_max_entries, l1_ttl_s, negative_ttl_s, l2_url, l2_ttl_s
+    [cache]             l1_max_entries, l1_ttl_s, negative_ttl_s, l2_url, l2_ttl_s,
+                        batch_part_max_bytes, batch_part_ttl_s
     [stores.<name>]     url, timeout_ms, required
     [log]               format (json|text), level, requests
     [log.features]      the feature log: enabled, sink (files | kafka), directory,
@@ -67,6 +68,11 @@ class CacheSettings:
     negative_ttl_s: float = 1.0
     l2_url: str | None = None
     l2_ttl_s: float = 60.0
+    # L1 of aggregation groups' batch parts (docs/aggregations.md "Caches"): bytes held
+    # (0 turns it off) and how long a part read from the store is used without its bytes
+    # being read again (the bound on serving a part a batch rerun replaced in place).
+    batch_part_max_bytes: int = 64 * 1024 * 1024
+    batch_part_ttl_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,8 @@ def build_settings(raw: _Raw, env: Mapping[str, str], where: str, c: _Collector)
         for name, values in raw.named["authz.clients"].items()
     }
     _check_server(server, where, c)
-    for key in ("l1_max_entries", "l1_ttl_s", "negative_ttl_s", "l2_ttl_s"):
+    for key in ("l1_max_entries", "l1_ttl_s", "negative_ttl_s", "l2_ttl_s",
+                "batch_part_max_bytes", "batch_part_ttl_s"):
         if getattr(cache, key) < 0:
             c.bad(where, f"cache.{key}", "must be >= 0", "use 0 to disable, or a positive value")
     if cache.l2_url is not None and not urlsplit(cache.l2_url).scheme:

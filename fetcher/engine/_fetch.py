@@ -16,9 +16,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fetcher.cache import CacheKey, FetchAbandoned, L2Cache, Negative
+from fetcher.cache import CachedPart, CacheKey, FetchAbandoned, L2Cache, Negative
 from fetcher.codec import KeyValue, decode_cause
-from fetcher.engine._aggregate import TooManyEvents
+from fetcher.engine._aggregate import AggregateReader, TooManyEvents
 from fetcher.engine._breaker import DeadlineTimer, StoreGuard
 from fetcher.engine._derive import DerivedPlan
 from fetcher.engine._merge import (
@@ -362,7 +362,7 @@ class FetchEngine:
         started = time.perf_counter()
         verdict = False  # until the breaker hears success or failure, it hears abandon
         guard.entered()
-        found: Sequence[Any]  # Found | None per key, a LogRead for aggregation keys
+        found: Sequence[Any]  # Found | None per key, (LogRead, part) for aggregation keys
         try:
             # asyncio.timeout(timeout), through the engine's one shared timer.
             expiry = self._timer.arm(loop, loop.time() + timeout)
@@ -444,46 +444,54 @@ class FetchEngine:
         if built:
             cache.flights.resolve_from(built, results)
 
-    @staticmethod
     async def _read_mixed(
-        store: KVStore, keys: list[CacheKey], owners: Mapping[CacheKey, JoinPlan], now_ms: int
+        self, store: KVStore, keys: list[CacheKey], owners: Mapping[CacheKey, JoinPlan],
+        now_ms: int,
     ) -> list[Any]:
         """One store's reads when some keys are of aggregation groups: the versions of the
-        others and the logs of those, concurrently; results in `keys` order."""
+        others and the logs of those, concurrently; results in `keys` order, a log's as
+        (LogRead, the cached batch part its lookup named as known, or None)."""
         versions: list[int] = []
         logs: list[int] = []
         for index, key in enumerate(keys):
             (logs if owners[key].aggregate is not None else versions).append(index)
+        parts = self._cache.parts
         log_lookups = []
+        held: list[CachedPart | None] = []
         for index in logs:
             key = keys[index]
             reader = owners[key].aggregate
             assert reader is not None
-            log_lookups.append(reader.lookup(key[1], now_ms if key[2] is None else key[2]))
-        out: list[Found | LogRead | None] = [None] * len(keys)
+            lookup = reader.lookup(key[1], now_ms if key[2] is None else key[2])
+            log_lookups.append(lookup)
+            held.append(None if parts is None else reader.held(parts, lookup))
+        # Known parts only when some are held: a call without them is the plain read.
+        known = [AggregateReader.known(p) for p in held] if any(held) else None
+        out: list[Found | tuple[LogRead, CachedPart | None] | None] = [None] * len(keys)
         if versions:
             version_lookups = [(owners[keys[i]].dataset, keys[i][1], keys[i][2]) for i in versions]
             found, read = await asyncio.gather(
-                store.multi_get(version_lookups), store.read_logs(log_lookups)
+                store.multi_get(version_lookups), store.read_logs(log_lookups, known)
             )
         else:
-            found, read = [], await store.read_logs(log_lookups)
+            found, read = [], await store.read_logs(log_lookups, known)
         if len(found) != len(versions) or len(read) != len(logs):
             raise StoreError(f"answered {len(found) + len(read)} results for {len(keys)} lookups")
         for index, hit in zip(versions, found, strict=True):
             out[index] = hit
-        for index, log_read in zip(logs, read, strict=True):
-            out[index] = log_read
+        for index, log_read, part in zip(logs, read, held, strict=True):
+            out[index] = (log_read, part)
         return out
 
     def _aggregated(
-        self, key: CacheKey, join: JoinPlan, read: LogRead, at_ms: int
+        self, key: CacheKey, join: JoinPlan, hit: tuple[LogRead, CachedPart | None], at_ms: int
     ) -> LookupResult:
         """The computed row of an aggregation group's key (ERROR when it cannot be)."""
         reader = join.aggregate
         assert reader is not None
+        read, held = hit
         try:
-            row = reader.row(read, at_ms)
+            row = reader.row(read, at_ms, key[1], held, self._cache.parts)
         except Exception as exc:
             # A batch part or event that does not decode, too many events, a value that
             # does not fit: this key's group is ERROR, never cached.

@@ -204,7 +204,7 @@ def _join_plan(
             cache_ns=f"{group.name}@agg:{spec_fingerprint(group.aggregation)}",
             decode=_no_decode,
             to_row=_no_row,
-            aggregate=AggregateReader(group.dataset, group.aggregation, shape),
+            aggregate=AggregateReader(group.store, group.dataset, group.aggregation, shape),
         )
     if codec is None:
         raise PlanError(f"group {group.name!r} has no codec")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fetcher.cache import L1Cache, L2Cache, SingleFlight
+from fetcher.cache import L1Cache, L2Cache, PartCache, SingleFlight
 from kvstores import KVStore
 
 
@@ -35,3 +35,6 @@ class CacheTiers:
     negative_ttl_s: float
     # False when settings turn L1 off (cache.l1_max_entries = 0), whatever the groups say.
     l1_enabled: bool = True
+    # The batch parts of aggregation groups read by this process; None: not cached (each
+    # fetch reads a key's part from the store).
+    parts: PartCache | None = None

@@ -21,9 +21,9 @@ from grpc_reflection.v1alpha import reflection
 
 from fetcher.api import Admission, FeatureServicer, Snapshot
 from fetcher.api import add_to_server as add_feature_service
-from fetcher.cache import L1Cache, L2Cache, SingleFlight
+from fetcher.cache import L1Cache, L2Cache, PartCache, SingleFlight
 from fetcher.catalog import CatalogError
-from fetcher.config import ServerSettings, Settings, SettingsError, mask_url
+from fetcher.config import CacheSettings, ServerSettings, Settings, SettingsError, mask_url
 from fetcher.engine import CacheTiers, FetchEngine, StoreHandle
 from fetcher.feast import FEAST_STORE, FeastError
 from fetcher.metrics import Metrics
@@ -48,6 +48,13 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureService"].full_name
 # Health name for liveness probes: SERVING while the process runs, whatever its stores do, so
 # a store outage makes pods unready (readiness on "" or SERVICE_NAME) but never restarts them.
 LIVENESS_SERVICE = "liveness"
+
+
+def _part_cache(cache: CacheSettings) -> PartCache | None:
+    """The batch part L1 of the settings; None when it (or L1 as a whole) is off."""
+    if cache.l1_max_entries <= 0 or cache.batch_part_max_bytes <= 0 or cache.batch_part_ttl_s <= 0:
+        return None
+    return PartCache(cache.batch_part_max_bytes, cache.batch_part_ttl_s)
 
 
 class StartupError(SettingsError):
@@ -261,8 +268,9 @@ class App:
             default_l2_ttl_s=cache_settings.l2_ttl_s,
             negative_ttl_s=cache_settings.negative_ttl_s,
             l1_enabled=cache_settings.l1_max_entries > 0,
+            parts=_part_cache(cache_settings),
         )
-        self.metrics.watch_caches(l1, self._l2)
+        self.metrics.watch_caches(l1, self._l2, tiers.parts)
         handles = {name: self._store_handle(name, s.store) for name, s in self._stores.items()}
         self._engine = FetchEngine(handles, tiers, self.metrics)
         self._feature_log = await self._start_feature_log()

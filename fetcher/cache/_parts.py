@@ -1,0 +1,139 @@
+"""The L1 cache of aggregation groups' batch parts, bounded by bytes, with one TTL.
+
+A key's batch part is rewritten only by a batch run (a new batch end, or a rerun of the
+same one), so a server keeps the newest part it read per (group, entity key) and asks
+the store for the log with that part "known" (kvstores.KnownPart): the store answers
+without the payload while the part is still the newest one in the range. The bound is
+on bytes, not entries: one part is tens of KB where a cached row is a few hundred bytes.
+An entry lives `ttl_s` from the read that brought its bytes (a confirmation does not
+extend it), so a part rewritten under the same batch end is served at most that long.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from cachetools import LRUCache
+
+__all__ = ["CachedPart", "PartCache", "PartKey"]
+
+#: (the group's part namespace, entity key bytes).
+PartKey = tuple[str, bytes]
+# Bytes counted per entry besides the payload and the key: the entry, its tuple key and
+# the decoded directory (measured with sys.getsizeof: ~250 bytes, plus ~100 per operation).
+_ENTRY_OVERHEAD = 256
+_PER_OPERATION = 104
+
+
+class CachedPart:
+    """One cached batch part: its time (the batch end), payload and decoded directory."""
+
+    __slots__ = ("expires_at", "index", "payload", "size", "ts_ms")
+
+    def __init__(
+        self, ts_ms: int, payload: bytes, index: list[tuple[int, int, int, int]], size: int,
+        expires_at: float,
+    ) -> None:
+        self.ts_ms = ts_ms
+        self.payload = payload
+        # Per operation (s0, m, offsets position, states position) into `payload`.
+        self.index = index
+        self.size = size
+        self.expires_at = expires_at
+
+
+class _BytesLRU(LRUCache[PartKey, CachedPart]):
+    """An LRU whose size is the entries' bytes; counts what the bound pushes out."""
+
+    def __init__(self, max_bytes: int, timer: Callable[[], float]) -> None:
+        super().__init__(max_bytes, getsizeof=lambda part: part.size)
+        self.timer = timer
+        self.evictions = 0
+        self.expirations = 0
+
+    def popitem(self) -> tuple[PartKey, CachedPart]:
+        """Drop the least recently used entry; called by the byte bound on insert."""
+        key, part = super().popitem()
+        if self.timer() < part.expires_at:
+            self.evictions += 1
+        else:
+            self.expirations += 1
+        return key, part
+
+
+class PartCache:
+    """Batch parts by (namespace, entity key), at most `max_bytes` of them, each `ttl_s`.
+
+    Not thread-safe: one event loop. `hits` counts reads the store answered without the
+    payload (the cached part was still the newest), `misses` the parts read with it.
+    """
+
+    __slots__ = ("_lru", "_timer", "hits", "misses", "ttl_s")
+
+    def __init__(
+        self, max_bytes: int, ttl_s: float, *, timer: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"batch part cache max_bytes must be >= 1, got {max_bytes}")
+        if ttl_s <= 0:
+            raise ValueError(f"batch part cache ttl_s must be > 0, got {ttl_s}")
+        self._timer = timer
+        self._lru = _BytesLRU(max_bytes, timer)
+        self.ttl_s = ttl_s
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: PartKey) -> CachedPart | None:
+        """The live part cached for `key` (marked recently used), or None."""
+        part = self._lru.get(key)
+        if part is None:
+            return None
+        if self._timer() < part.expires_at:
+            return part
+        del self._lru[key]
+        self._lru.expirations += 1
+        return None
+
+    def put(
+        self, key: PartKey, ts_ms: int, payload: bytes, index: list[tuple[int, int, int, int]]
+    ) -> None:
+        """Cache a part just read from the store, replacing the key's entry; one larger
+        than the whole bound is not cached (and the older entry is dropped)."""
+        size = len(payload) + len(key[1]) + _ENTRY_OVERHEAD + _PER_OPERATION * len(index)
+        if size > self._lru.maxsize:
+            self._lru.pop(key, None)
+            return
+        self._lru[key] = CachedPart(ts_ms, payload, index, size, self._timer() + self.ttl_s)
+
+    def discard(self, key: PartKey) -> None:
+        """Drop `key`'s entry (absent: nothing)."""
+        self._lru.pop(key, None)
+
+    def clear(self) -> None:
+        """Drop every entry; the counters are kept."""
+        self._lru.clear()
+
+    @property
+    def evictions(self) -> int:
+        """Live entries pushed out by the byte bound."""
+        return self._lru.evictions
+
+    @property
+    def expirations(self) -> int:
+        """Entries dropped after their TTL (on read or when pushed out)."""
+        return self._lru.expirations
+
+    @property
+    def bytes(self) -> int:
+        """Bytes counted for the entries held."""
+        return int(self._lru.currsize)
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes held."""
+        return int(self._lru.maxsize)
+
+    def __len__(self) -> int:
+        """Entries held, including expired ones not yet reclaimed."""
+        return len(self._lru)
