@@ -1,8 +1,9 @@
 """Aggregation groups: fetch CPU per entity beside a plain group, and push-to-read freshness.
 
 1. CPU (in process, as bench/bench_fetch_path.py measures the fetch path: the RPC wrapper
-   around the servicer's handlers, a FetchEngine, L1 off, a real redis-server this script
-   starts on 127.0.0.1:6491): GetBatchFeatures of 100 entities of
+   around the servicer's handlers, a FetchEngine, L1 off and no batch part cache, a real
+   redis-server this script starts on 127.0.0.1:6491, emptied by each run): GetBatchFeatures
+   of 100 entities of
    - `user_a`, the bench's plain group of 20 doubles (bench/config/catalog), and
    - `user_txn`, an aggregation group of 10 aggregations over 1h, 1d and 7d (30
      features): each key has a batch part (batch end 2 h ago, a week of events) and
@@ -14,7 +15,16 @@
    until its 1h count reflects it; the time from the push's acknowledgement to the first
    answer that reflects it (p50, p99), and how many reads missed it.
 
+3. The batch part L1 (`--parts`): the same CPU runs of `user_txn` with the batch part
+   cache off ("cold": every fetch reads each key's part from Redis) and on ("warm": the
+   warm-up calls filled it, so the reads name the parts known and Redis leaves them
+   out), alternating in each round, and with `--baseline TREE` the same runs of another
+   tree (e.g. an export of main, which has no part cache) first. Reported besides CPU:
+   bytes Redis sent per entity (INFO total_net_output_bytes) and Redis CPU per entity
+   (INFO used_cpu_user + used_cpu_sys), over the timed calls.
+
 Run: .venv/bin/python bench/bench_aggregations.py [--reps 5] [--events 10] [--freshness 300]
+     .venv/bin/python bench/bench_aggregations.py --parts [--baseline /tmp/main] --reps 3
 """
 
 from __future__ import annotations
@@ -34,6 +44,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# A worker of --baseline: the fetcher of that tree (the bench helpers stay this tree's).
+if os.environ.get("BENCH_AGG_TREE"):
+    sys.path.insert(0, os.environ["BENCH_AGG_TREE"])
 
 from bench.bench_fetch_path import BenchContext, _handlers, _rpc, _start_redis  # noqa: E402
 
@@ -127,8 +140,24 @@ async def _fill(store: Any, snapshot: Any, events_after: int, now_ms: int) -> No
         await writer.push(pushes)
 
 
-async def _worker(calls: int, events_after: int) -> dict[str, Any]:
-    """Both groups' batch-of-100 GetBatchFeatures, L1 off: CPU and wall per call."""
+def _redis_counters() -> tuple[int, float]:
+    """(bytes Redis has sent, its CPU seconds) so far."""
+    import redis
+
+    client = redis.Redis(port=REDIS_PORT)
+    try:
+        stats, cpu = client.info("stats"), client.info("cpu")
+    finally:
+        client.close()
+    return int(stats["total_net_output_bytes"]), cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+
+
+async def _worker(calls: int, events_after: int, parts: bool = False,
+                  groups: tuple[str, ...] = ("user_a", "user_txn")) -> dict[str, Any]:
+    """Both groups' batch-of-100 GetBatchFeatures, L1 off: CPU and wall per call.
+
+    `parts`: with the batch part L1 (filled by the warm-up calls before the timed ones).
+    """
     from fetcher.api._service import FeatureServicer
     from fetcher.api._snapshot import build_snapshot
     from fetcher.cache import L1Cache, SingleFlight
@@ -141,13 +170,25 @@ async def _worker(calls: int, events_after: int) -> dict[str, Any]:
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-agg-"))
     snapshot = build_snapshot(load_catalog(catalog_dir(scratch / "catalog")))
+    import redis
+
+    # The bench's own redis-server: emptied, so that every run reads logs of one batch
+    # part (a log keeping the parts of earlier runs makes the read script copy them).
+    flush = redis.Redis(port=REDIS_PORT)
+    flush.flushdb()
+    flush.close()
     store = RedisStore(f"redis://127.0.0.1:{REDIS_PORT}/0", timeout_s=2.0)
     now_ms = time.time_ns() // 1_000_000
     await _fill(store, snapshot, events_after, now_ms)
     metrics = Metrics()
+    extra: dict[str, Any] = {}
+    if parts:
+        from fetcher.cache import PartCache
+
+        extra["parts"] = PartCache(256 << 20, 3600.0)
     tiers = CacheTiers(l1=L1Cache(1000), flights=SingleFlight(), l2=None,
                        default_l1_ttl_s=60.0, default_l2_ttl_s=60.0, negative_ttl_s=1.0,
-                       l1_enabled=False)
+                       l1_enabled=False, **extra)
     engine = FetchEngine({"bench": StoreHandle("bench", store, 2.0, max_in_flight=64)},
                          tiers, metrics)
     servicer = FeatureServicer(lambda: snapshot, engine, metrics, max_batch_entities=5000,
@@ -156,7 +197,7 @@ async def _worker(calls: int, events_after: int) -> dict[str, Any]:
     context = BenchContext()
     out: dict[str, Any] = {}
     try:
-        for group in ("user_a", "user_txn"):
+        for group in groups:
             requests = [
                 pb.GetBatchFeaturesRequest(
                     feature_group=group,
@@ -174,18 +215,22 @@ async def _worker(calls: int, events_after: int) -> dict[str, Any]:
             best: dict[str, float] = {}
             for _ in range(3):
                 walls = []
+                sent0, redis_cpu0 = _redis_counters()
                 cpu0 = time.process_time()
                 for i in range(calls):
                     t0 = time.perf_counter()
                     await batch(requests[i % len(requests)], context)
                     walls.append(time.perf_counter() - t0)
                 cpu = time.process_time() - cpu0
+                sent1, redis_cpu1 = _redis_counters()
                 walls.sort()
                 sample = {
                     "cpu_us_per_entity": cpu / (calls * BATCH) * 1e6,
                     "rows_per_s": calls * BATCH / sum(walls),
                     "p50_ms": walls[len(walls) // 2] * 1000,
                     "p99_ms": walls[min(len(walls) - 1, int(len(walls) * 0.99))] * 1000,
+                    "redis_bytes_per_entity": (sent1 - sent0) / (calls * BATCH),
+                    "redis_cpu_us_per_entity": (redis_cpu1 - redis_cpu0) / (calls * BATCH) * 1e6,
                 }
                 if not best or sample["cpu_us_per_entity"] < best["cpu_us_per_entity"]:
                     best = sample
@@ -268,12 +313,27 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10,
                         help="events per key after its batch part")
     parser.add_argument("--freshness", type=int, default=300)
+    parser.add_argument("--parts", action="store_true",
+                        help="user_txn with the batch part L1 off and on (3. above)")
+    parser.add_argument("--baseline", default="",
+                        help="with --parts: a tree whose fetcher is run first in each round")
+    parser.add_argument("--cache", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(asyncio.run(_worker(args.calls, args.events))))
+        groups = tuple(args.only.split(",")) if args.only else ("user_a", "user_txn")
+        print(json.dumps(asyncio.run(_worker(args.calls, args.events, args.cache, groups))))
         return
     scratch = Path(tempfile.mkdtemp(prefix="bench-agg-"))
     redis = _start_redis(scratch, REDIS_PORT)
+    if args.parts:
+        try:
+            _parts_rounds(args)
+        finally:
+            redis.terminate()
+            redis.wait(10)
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     try:
         runs = []
         for _ in range(args.reps):
@@ -285,7 +345,7 @@ def main() -> None:
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"batch of {BATCH} entities, L1 off, redis, {args.events} events/key after "
               f"the batch part; medians of {args.reps} runs (each the best of 3):")
-        for group in ("user_a", "user_txn"):
+        for group in groups:
             med = {k: statistics.median(r[group][k] for r in runs) for k in runs[0][group]}
             print(f"  {group:9} cpu {med['cpu_us_per_entity']:7.1f} µs/entity  "
                   f"{med['rows_per_s']:9.0f} rows/s  p50 {med['p50_ms']:6.2f} ms  "
@@ -305,6 +365,44 @@ def main() -> None:
         redis.terminate()
         redis.wait(10)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _parts_rounds(args: argparse.Namespace) -> None:
+    """`--reps` rounds of [baseline,] part cache off, part cache on: user_txn only."""
+    variants = [("cold", "", False), ("warm", "", True)]
+    if args.baseline:
+        variants.insert(0, ("baseline", args.baseline, False))
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
+    for _ in range(args.reps):
+        for name, tree, cached in variants:
+            env = dict(os.environ)
+            if tree:
+                env["BENCH_AGG_TREE"] = tree
+            command = [sys.executable, __file__, "--worker", "--only", "user_txn", "--calls",
+                       str(args.calls), "--events", str(args.events)]
+            if cached:
+                command.append("--cache")
+            proc = subprocess.run(command, capture_output=True, text=True, check=False,
+                                  cwd=tree or ROOT, env=env)
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr)
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1])["user_txn"])
+    print(f"user_txn, batch of {BATCH} entities, redis, {args.events} events/key after the "
+          f"batch part; {args.reps} alternating rounds (each run the best of 3 by CPU):")
+    for name, _, _ in variants:
+        samples = runs[name]
+        med = {k: statistics.median(r[k] for r in samples) for k in samples[0]}
+        cpus = ", ".join(f"{r['cpu_us_per_entity']:.0f}" for r in samples)
+        print(f"  {name:8} cpu {med['cpu_us_per_entity']:7.1f} µs/entity (runs {cpus})  "
+              f"redis sent {med['redis_bytes_per_entity']:8.0f} B/entity, "
+              f"redis cpu {med['redis_cpu_us_per_entity']:6.1f} µs/entity  "
+              f"p50 {med['p50_ms']:6.2f} ms  p99 {med['p99_ms']:6.2f} ms  "
+              f"{med['rows_per_s']:7.0f} rows/s")
+    cold, warm = runs["cold"], runs["warm"]
+    ratios = [c["cpu_us_per_entity"] / w["cpu_us_per_entity"]
+              for c, w in zip(cold, warm, strict=True)]
+    print(f"  cold/warm fetcher CPU per entity: median {statistics.median(ratios):.2f}x "
+          f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 if __name__ == "__main__":
