@@ -34,6 +34,7 @@ from tests.e2e.aggregation_support import (
     write_config,
 )
 from tests.e2e.conftest import FETCHER_MODULE, RunningServer, serving, write_settings
+from tests.e2e.lifecycle_support import scrape
 from tests.servers import free_port
 from tests.unit.aggregation.log_model import expected
 from tests.unit.aggregation.test_serving import SPEC as UNIT_SPEC
@@ -47,8 +48,11 @@ SPEC = scaled(UNIT_SPEC)
 class Served:
     """A running server of one backend, the store it reads, and the group."""
 
-    def __init__(self, server: RunningServer, loop: Any, group: FeatureGroup) -> None:
+    def __init__(
+        self, server: RunningServer, loop: Any, group: FeatureGroup, metrics_port: int
+    ) -> None:
         self.server = server
+        self.metrics_port = metrics_port
         self.loop = loop
         self.group = group
         self.writer = EventWriter(group, loop.store)
@@ -67,6 +71,11 @@ def served(
     port = free_port()
     settings_path = write_settings(workdir / "settings.toml", port=port, store_url=where.url,
                                    config_dir=config)
+    # A metrics endpoint, to see the batch part L1 (on by default) at work.
+    metrics_port = free_port()
+    text = settings_path.read_text().replace(
+        'metrics_listen = ""', f'metrics_listen = "127.0.0.1:{metrics_port}"')
+    settings_path.write_text(text)
     if request.param == "dynamodb":
         # moto answers one request at a time here (see aggregation_support): give a busy
         # machine's queue of pushes time rather than the 2 s of the other stores.
@@ -76,7 +85,7 @@ def served(
         with store_loop(where.url) as loop, serving(
             request.param, settings_path, port, workdir / "server.log", command=FETCHER_MODULE
         ) as server:
-            yield Served(server, loop, group)
+            yield Served(server, loop, group, metrics_port)
     finally:
         where.cleanup()
 
@@ -276,3 +285,58 @@ def test_reads_without_at_equal_brute_force_now(served: Served) -> None:
                         failures.append(exc)
                 else:
                     raise failures[0]
+
+
+def _part_hits(served: Served) -> float:
+    return scrape(served.metrics_port).get('fetcher_cache_hits_total{tier="batch_part"}', 0.0)
+
+
+def test_cached_batch_parts_across_a_new_batch_end(served: Served) -> None:
+    """With the batch part L1 on (the default): reads repeated over a cached part, then a
+    second batch run and an event after it; every value equals brute force each time."""
+    users = [next(_keys) for _ in range(2)]
+    events: dict[int, list[tuple[int, str, dict[str, Any]]]] = {
+        u: [((7 * n + 3 * i) * SCALE, f"a{n}", {"amount": n - 2 * i, "x": n / 3,
+                                                 "s": "abc"[(n + i) % 3]})
+            for n in range(40)]  # 0..276 s
+        for i, u in enumerate(users)
+    }
+    end1, end2 = 150 * SCALE, 260 * SCALE
+    between, after = [160 * SCALE, 255 * SCALE], [265 * SCALE, 330 * SCALE]
+
+    def check(ats: list[int], ends: list[int], where: str) -> None:
+        with FeatureClient(served.server.target, timeout_s=30) as client:
+            entities = [{"user_id": u} for u in users for _ in ats]
+            rows = client.get_batch(entities, group=GROUP, entity_at=ats * len(users))
+        for entity, at, row in zip(entities, ats * len(users), rows, strict=True):
+            user = entity["user_id"]
+            want = expected(SPEC, events[user], at, has_batch=any(e <= at for e in ends))
+            _check_row(row, want, f"{served.server.name} {where} user {user} at {at}")
+
+    def batch_run(end: int) -> None:
+        by_key = {served.encode([u]): [(ts, v) for ts, _, v in events[u]] for u in users}
+        served.loop.run(served.writer.write_batch_parts(batch_parts(served.group, by_key, end),
+                                                        end))
+
+    def push(lo: int, hi: int) -> None:
+        with FeatureClient(served.server.target, timeout_s=30) as client:
+            for u in users:
+                chunk = [e for e in events[u] if lo <= e[0] < hi]
+                if chunk:
+                    _push(client, u, chunk)
+
+    push(0, end1)
+    batch_run(end1)
+    push(end1, end2)
+    hits = _part_hits(served)
+    for n in range(3):  # the first read brings the parts, the next ones name them known
+        check(between, [end1], f"over the first part, read {n}")
+    assert _part_hits(served) >= hits + 2 * len(users) * len(between)
+    # A second batch run, then events after its end (one of them after every read below).
+    batch_run(end2)
+    events[users[0]].append((end2 + 2 * SCALE, "late-1", {"amount": 5, "x": 0.5, "s": "dd"}))
+    events[users[1]].append((end2, "at-the-end", {"amount": -1, "x": 1.0, "s": "a"}))
+    push(end2, 10_000 * SCALE)
+    for n in range(2):
+        check(after, [end1, end2], f"after the second part, read {n}")
+        check(between, [end1], f"between the parts, read {n}")
