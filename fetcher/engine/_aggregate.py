@@ -9,7 +9,7 @@ int64 is ERROR for that feature only.
 Batch parts are cached in L1 (fetcher.cache.PartCache) when the process has one: a
 lookup of a key whose part is cached carries it as known (kvstores.KnownPart), and the
 store leaves the payload out while that part is still the newest in the range
-(docs/aggregations.md "Caches").
+(docs/aggregations.md "Batch parts in L1").
 """
 
 from __future__ import annotations
