@@ -49,33 +49,49 @@ _END = b"\x00\x00"
 # the range (truncated); a first batch part that is the known one (its time and length)
 # is answered by the integer 1 instead of its member. ZRANGE in growing chunks: a scan
 # that meets a batch part soon reads little, one that does not stays O(members read)
-# (LIMIT skips `offset` members).
+# (LIMIT skips `offset` members). With a known part the scan starts at its time, so that
+# the older parts behind it are not read.
 READ_LOG_SCRIPT = b"""\
 local key, hi, lo, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local known, size = ARGV[4], tonumber(ARGV[5])
-local found, offset, chunk = {}, 0, math.min(limit + 1, 64)
-while true do
-  local members = redis.call('ZRANGE', key, hi, lo, 'BYSCORE', 'REV', 'LIMIT', offset, chunk)
-  for i = 1, #members do
-    local member = members[i]
-    if string.sub(member, 9, 10) == '\\0\\0' then  -- a batch part: the scan ends with it
-      if known and #member == size + 10 and string.sub(member, 1, 8) == known then
-        found[#found + 1] = 1  -- the part the reader holds: not sent again
-      else
-        found[#found + 1] = member
+local function scan(bottom)
+  local found, offset, chunk = {}, 0, math.min(limit + 1, 64)
+  while true do
+    local members = redis.call('ZRANGE', key, hi, bottom, 'BYSCORE', 'REV', 'LIMIT', offset, chunk)
+    for i = 1, #members do
+      local member = members[i]
+      if string.sub(member, 9, 10) == '\\0\\0' then  -- a batch part: the scan ends with it
+        if known and #member == size + 10 and string.sub(member, 1, 8) == known then
+          found[#found + 1] = 1  -- the part the reader holds: not sent again
+        else
+          found[#found + 1] = member
+        end
+        return found, true
       end
-      return found
+      if #found == limit then  -- one event more than the limit: truncated
+        found[#found + 1] = ''
+        return found, true
+      end
+      found[#found + 1] = member
     end
-    if #found == limit then  -- one event more than the limit: truncated
-      found[#found + 1] = ''
-      return found
-    end
-    found[#found + 1] = member
+    if #members < chunk then return found, false end
+    offset = offset + chunk
+    chunk = math.min(chunk * 4, 1024)
   end
-  if #members < chunk then return found end
-  offset = offset + chunk
-  chunk = math.min(chunk * 4, 1024)
 end
+if known then
+  -- Scan from the known part's time first: the older parts behind it (tens of KB each)
+  -- are never copied. A scan that ends there without a batch part (the part is gone)
+  -- is done again over the whole range.
+  local k = 0
+  for i = 1, 8 do k = k * 256 + string.byte(known, i) end
+  local low, high = tonumber(lo), tonumber(hi)
+  if low and high and k > low and k <= high then
+    local found, ended = scan(string.format('%.0f', k))
+    if ended then return found end
+  end
+end
+return (scan(lo))
 """
 READ_LOG_SHA = hashlib.sha1(READ_LOG_SCRIPT, usedforsecurity=False).hexdigest().encode()
 

@@ -171,6 +171,14 @@ class LogContract:
             # No log: the store never meets the part, and cannot always tell.
             EMPTY_LOG if self.sees_known_part else LogRead(None, [], False, True),
         ]
+        # A known part that is not there (nothing at 40): Redis and LMDB answer what the
+        # whole range holds (an older part included); the others cannot see it is missing.
+        (gone,) = await store.read_logs([(dataset, b"k", 0, 49, 100)], [(40, 5)])
+        if self.sees_known_part:
+            assert gone == LogRead((20, part20), [(30, b"e30", b"p30"), (25, b"e25", b"p25")],
+                                   False)
+        else:
+            assert gone == LogRead(None, [], False, True)
         # The same time with another length (a batch job rerun under the same end).
         (changed,) = await store.read_logs([(dataset, b"k", 0, 100, 100)], [(50, 3)])
         if self.sees_known_part:
