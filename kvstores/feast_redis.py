@@ -81,6 +81,15 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+#: StoredRow.values field heads of Values of 0..127 bytes: the tag and a one-byte length.
+_SHORT_VALUE_HEADS = tuple(_VALUE_TAG + bytes((n,)) for n in range(0x80))
+
+
+def _value_field(value: bytes | None) -> bytes:
+    """One StoredRow.values field: a Value's bytes, an absent field as an empty Value."""
+    return _VALUE_TAG + _varint(len(value)) + value if value else _EMPTY_VALUE
+
+
 def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
@@ -182,6 +191,10 @@ class _FeastLayout:
         if len(replies) != len(lookups):
             raise StoreError(f"{where()}: got {len(replies)} replies for {len(lookups)} lookups")
         results: list[Found | None] = []
+        heads = _SHORT_VALUE_HEADS
+        # The rows of one batch job share their event time: its Timestamp is parsed once.
+        last_ts: bytes | None = None
+        last_ms = 0
         for (dataset, key, at_ms), reply in zip(lookups, replies, strict=True):
             if isinstance(reply, ResponseError):
                 raise StoreError(f"{where()}: HMGET of {key[:200]!r} failed: {reply}")
@@ -189,19 +202,26 @@ class _FeastLayout:
             if ts is None and all(v is None for v in values):
                 results.append(None)
                 continue
-            parts = [
-                _VALUE_TAG + _varint(len(v)) + v if v else _EMPTY_VALUE for v in values
-            ]
+            try:
+                # A Value under 128 bytes (every scalar but long strings and bytes) has a
+                # one-byte length: its field head comes from a table, no varint call.
+                parts = [heads[len(v)] + v for v in values]
+            except (TypeError, IndexError):  # an absent field (None) or a long value
+                parts = [_value_field(v) for v in values]
             event_ms = 0
             if ts is not None:
-                try:
-                    event_ms = timestamp_ms(ts)
-                except ValueError as exc:
-                    view = self.hashes(dataset).view
-                    raise StoreError(
-                        f"{where()}: field _ts:{view} of {key[:200]!r} is not a "
-                        f"google.protobuf.Timestamp ({exc})"
-                    ) from None
+                if ts == last_ts:
+                    event_ms = last_ms
+                else:
+                    try:
+                        event_ms = timestamp_ms(ts)
+                    except ValueError as exc:
+                        view = self.hashes(dataset).view
+                        raise StoreError(
+                            f"{where()}: field _ts:{view} of {key[:200]!r} is not a "
+                            f"google.protobuf.Timestamp ({exc})"
+                        ) from None
+                    last_ts, last_ms = ts, event_ms
                 parts.append(_TIMESTAMP_TAG + _varint(len(ts)) + ts)
             if at_ms is not None and event_ms > at_ms:
                 results.append(None)

@@ -2,7 +2,8 @@
 
 A served Feast type maps to one fetcher FeatureType (INT32 and UNIX_TIMESTAMP are served
 as INT64, FLOAT as DOUBLE, and so their lists); the decoder reads a StoredRow (what
-kvstores.feast_redis returns) into {feature: value}, an unset Value as None.
+kvstores.feast_redis returns) into {feature: value}, an unset Value as None: by hand for
+the usual shapes (fetcher.feast._by_hand), through protobuf for the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fetcher.feast._by_hand import RowByHand
 from fetcher.feast.proto import stored_row_pb2
 from fetcher.feast.proto.types import value_pb2
 from fetcher.types import FeatureType, KeyType
@@ -116,16 +118,28 @@ def _reader(name: str, value_type: int) -> Reader:
     return read
 
 
+def _parsed(read: Reader, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """Value bytes -> `read` of the parsed Value."""
+    return lambda data: read(parse(data))
+
+
 class FeastRowCodec:
     """Decodes the rows of one group (a feature view's features, maybe a subset) read from
     Feast's Redis layout; what the engine's plans need of a codec (fetcher.engine)."""
 
-    __slots__ = ("_names", "_readers", "fingerprint")
+    __slots__ = ("_by_hand", "_names", "_readers", "fingerprint")
 
     def __init__(self, dataset: str, features: Sequence[tuple[str, int]]) -> None:
         """`features`: (name, Feast value type) in the dataset's order; all served types."""
         self._names = tuple(name for name, _ in features)
         self._readers = tuple(_reader(name, vt) for name, vt in features)
+        parse = value_pb2.Value.FromString
+        self._by_hand = RowByHand(
+            self._names,
+            [vt for _, vt in features],
+            [_parsed(read, parse) for read in self._readers],
+            NULL_TIMESTAMP,
+        )
         # The cache namespace of the group's rows: a reload that changes what is read or
         # how it is typed never serves rows decoded the old way.
         described = json.dumps([dataset, [vt for _, vt in features]]).encode()
@@ -133,6 +147,13 @@ class FeastRowCodec:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """A StoredRow's values by feature name; raises ValueError when they do not fit."""
+        by_hand = self._by_hand.read(data)
+        if by_hand is not None:
+            return by_hand
+        return self.decode_by_protobuf(data)
+
+    def decode_by_protobuf(self, data: bytes) -> dict[str, Any]:
+        """decode() with every value read by protobuf: what the by-hand reading must equal."""
         values = stored_row_pb2.StoredRow.FromString(data).values
         if len(values) != len(self._readers):
             raise ValueError(
