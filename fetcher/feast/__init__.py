@@ -9,6 +9,7 @@ what is supported and what is refused.
 
 from typing import TYPE_CHECKING
 
+from fetcher.feast._answer import FIELD_STATUS, FeastAnswer
 from fetcher.feast._config import SUPPORTED_KEY_VERSIONS, FeastConfig, read_feature_store_yaml
 from fetcher.feast._errors import FeastError
 from fetcher.feast._keys import feast_key_encoder
@@ -20,8 +21,6 @@ from fetcher.feast._registry import (
     load_feast_repo,
 )
 from fetcher.feast._serving import (
-    FIELD_STATUS,
-    FeastAnswer,
     FeastReader,
     FeastRequestError,
     FeastSnapshot,
