@@ -14,6 +14,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from typing import Any
 
 from fetcher.engine import SLOT_OF_TYPE, TargetPlan, varint
@@ -65,17 +66,23 @@ _LIST_MESSAGE: dict[int, tuple[str, Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One response column: a feature of a read's plan."""
+    """One response column: a feature of a read's plan, and where the engine's vectors
+    hold it (each vector holds every feature of the plan, so a column is a stride)."""
 
     name: str
-    feature: int  # index in the plan's features
+    feature: int  # index in the plan's features (and in a vector's statuses)
+    features: int  # how many features (statuses) a vector of the plan has
     slot: int
     position: int  # within the slot
+    slot_width: int  # how many values of the slot a vector has
     join: int
+    joins: int  # how many event times a vector has
     items: str | None  # list features: the ListValue field of the items
     encoder: Callable[[Any], bytes]  # value -> its Value (in the view's member), wire bytes
-    native: Callable[[Any], Any]  # value -> its JSON form
-
+    # The values of a column without None -> their FeatureVector.values fields, in one
+    # C-level pass (fixed-size members only; the others go value by value).
+    cells: Callable[[list[Any]], bytes] | None
+    natives: Callable[[list[Any]], list[Any]]  # the values (None kept) -> their JSON form
 
 
 def answer_columns(plan: TargetPlan, wanted: Sequence[tuple[str, str, int]]) -> tuple[Column, ...]:
@@ -90,14 +97,15 @@ def answer_columns(plan: TargetPlan, wanted: Sequence[tuple[str, str, int]]) -> 
     out = []
     for feature, name, value_type in wanted:
         i = index[feature]
+        slot = SLOT_OF_TYPE[plan.feature_types[i]]
         listed = _LIST_MESSAGE.get(value_type)
         encoder = (_scalar_encoder(_MEMBER[value_type]) if listed is None
                    else _list_encoder(*listed))
         out.append(Column(
-            name=name, feature=i, slot=SLOT_OF_TYPE[plan.feature_types[i]],
-            position=positions[i], join=plan.feature_joins[i],
-            items=_LIST_ITEMS.get(value_type), encoder=encoder,
-            native=_native_encoder(value_type),
+            name=name, feature=i, features=len(plan.feature_types), slot=slot,
+            position=positions[i], slot_width=seen[slot], join=plan.feature_joins[i],
+            joins=len(plan.groups), items=_LIST_ITEMS.get(value_type), encoder=encoder,
+            cells=_CELLS.get(value_type), natives=_natives(value_type),
         ))
     return tuple(out)
 
@@ -109,6 +117,7 @@ _ZERO_TIME_FIELD = b"\x1a\x00"  # a zero Timestamp in FeatureVector.event_timest
 
 
 def wire_field(tag: bytes, inner: bytes) -> bytes:
+    """A length-delimited field: `tag`, the length of `inner` as a varint, `inner`."""
     return tag + varint(len(inner)) + inner
 
 
@@ -131,6 +140,25 @@ def _scalar_encoder(member: str) -> Callable[[Any], bytes]:
     raise ValueError(member)
 
 
+def _packed_cells(head: bytes, code: str) -> Callable[[list[Any]], bytes]:
+    """Values -> their fields `head` + the value packed as `code`, one struct call each
+    from C (the bytes _scalar_encoder writes, without a Python call per value)."""
+    pack = struct.Struct(f"<{len(head)}s{code}").pack
+
+    def cells(values: list[Any]) -> bytes:
+        return b"".join(map(pack, repeat(head, len(values)), values))
+
+    return cells
+
+
+_BOOL_CELLS = {True: b"\x0a\x02\x38\x01", False: b"\x0a\x02\x38\x00"}
+_CELLS: dict[int, Callable[[list[Any]], bytes]] = {
+    VT.DOUBLE: _packed_cells(b"\x0a\x09\x29", "d"),
+    VT.FLOAT: _packed_cells(b"\x0a\x05\x35", "f"),
+    VT.BOOL: lambda values: b"".join(map(_BOOL_CELLS.__getitem__, values)),
+}
+
+
 def _list_encoder(member: str, message: Any) -> Callable[[Any], bytes]:
     def encode(items: Any) -> bytes:
         return wire_field(b"\x0a", Value(**{member: message(val=items)}).SerializeToString())
@@ -145,15 +173,42 @@ def _time_field(ms: int) -> bytes:
     return wire_field(b"\x1a", inner)
 
 
+class EventTimes:
+    """The event times (ms) of one join's rows, one per entity row, shared by the join's
+    columns: written as Timestamps or as text once per answer, not once per column."""
+
+    __slots__ = ("_texts", "_wire", "ms")
+
+    def __init__(self, ms: list[int]) -> None:
+        self.ms = ms
+        self._wire: bytes | None = None
+        self._texts: list[str] | None = None
+
+    def wire(self) -> bytes:
+        """The FeatureVector.event_timestamps fields."""
+        if self._wire is None:
+            fields = {ms: _time_field(ms) for ms in set(self.ms)}
+            self._wire = b"".join(map(fields.__getitem__, self.ms))
+        return self._wire
+
+    def texts(self) -> list[str]:
+        """The times as `feast serve` writes them (the same list for every column)."""
+        if self._texts is None:
+            texts = {ms: _time_text(ms) for ms in set(self.ms)}
+            self._texts = list(map(texts.__getitem__, self.ms))
+        return self._texts
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureColumn:
     """One feature column of an answer: values (None where not PRESENT), Feast statuses,
-    event times in ms, one per entity row."""
+    event times, one per entity row; `complete` when every status is PRESENT."""
 
     column: Column
     values: list[Any]
     statuses: bytes
-    times: list[int]
+    times: EventTimes
+    complete: bool
 
 
 class FeastAnswer:
@@ -178,18 +233,18 @@ class FeastAnswer:
         for _, repeated in self.entities:
             # RepeatedValue.val is field 1 of Values, as FeatureVector.values is.
             parts.append(wire_field(b"\x12", repeated.SerializeToString() + present + no_times))
-        times: dict[int, bytes] = {0: _ZERO_TIME_FIELD}
         for feature in self.features:
             column = feature.column
-            encode = column.encoder
-            values = [_EMPTY_FIELD if v is None else encode(v) for v in feature.values]
-            stamps = []
-            for ms in feature.times:
-                field = times.get(ms)
-                if field is None:
-                    field = times[ms] = _time_field(ms)
-                stamps.append(field)
-            vector = b"".join(values) + wire_field(b"\x12", feature.statuses) + b"".join(stamps)
+            cells = column.cells
+            if feature.complete and cells is not None:
+                values = cells(feature.values)
+            elif feature.complete:
+                values = b"".join(map(column.encoder, feature.values))
+            else:
+                encode = column.encoder
+                values = b"".join(
+                    [_EMPTY_FIELD if v is None else encode(v) for v in feature.values])
+            vector = values + wire_field(b"\x12", feature.statuses) + feature.times.wire()
             parts.append(wire_field(b"\x12", vector))
         return b"".join(parts)
 
@@ -201,19 +256,11 @@ class FeastAnswer:
         for _, repeated in self.entities:
             results.append({"values": [_native_key(v) for v in repeated.val],
                             "statuses": present, "event_timestamps": zero})
-        texts: dict[int, str] = {0: _ZERO_TIME_TEXT}
         for feature in self.features:
-            native = feature.column.native
-            stamps = []
-            for ms in feature.times:
-                text = texts.get(ms)
-                if text is None:
-                    text = texts[ms] = _time_text(ms)
-                stamps.append(text)
             results.append({
-                "values": [None if v is None else native(v) for v in feature.values],
-                "statuses": [_STATUS_NAMES[s] for s in feature.statuses],
-                "event_timestamps": stamps,
+                "values": feature.column.natives(feature.values),
+                "statuses": list(map(_STATUS_NAMES.__getitem__, feature.statuses)),
+                "event_timestamps": feature.times.texts(),
             })
         return {"metadata": {"feature_names": self.names}, "results": results}
 
@@ -238,8 +285,8 @@ def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode("ascii")
 
 
-def _native_encoder(value_type: int) -> Callable[[Any], Any]:
-    """A served value -> its JSON form in `feast serve`'s answers."""
+def _native_encoder(value_type: int) -> Callable[[Any], Any] | None:
+    """A served value -> its JSON form in `feast serve`'s answers; None: the value itself."""
     if value_type in (VT.DOUBLE, VT.FLOAT):
         return _finite
     if value_type == VT.BYTES:
@@ -250,7 +297,24 @@ def _native_encoder(value_type: int) -> Callable[[Any], Any]:
         return lambda items: [_finite(f) for f in items]
     if value_type in _LIST_ITEMS:
         return list
-    return lambda v: v
+    return None
+
+
+def _natives(value_type: int) -> Callable[[list[Any]], list[Any]]:
+    """A column's values (None where not PRESENT) -> their JSON forms."""
+    native = _native_encoder(value_type)
+    if native is None:
+        return lambda values: values
+    if native is _finite:
+
+        def doubles(values: list[Any]) -> list[Any]:
+            # Finite doubles are their own JSON form: checked in one C-level pass.
+            if None not in values and all(map(math.isfinite, values)):
+                return values
+            return [None if v is None else _finite(v) for v in values]
+
+        return doubles
+    return lambda values: [None if v is None else native(v) for v in values]
 
 
 def _native_key(value: Any) -> Any:
@@ -261,30 +325,49 @@ def _native_key(value: Any) -> Any:
     return _b64(got) if member == "bytes_val" else got
 
 
+# Our status byte -> Feast's FieldStatus byte (any other byte: INVALID).
+_FEAST_STATUS = bytes(
+    _STATUS_LIST[s] if s < len(_STATUS_LIST) else sv.INVALID for s in range(256))
+_PRESENT = int(Status.PRESENT)
+
+
 def fill(columns: Sequence[Column], wires: Sequence[bytes], out: list[FeatureColumn]) -> None:
-    """The feature `columns` of one engine read, from its vectors."""
+    """The feature `columns` of one engine read, from its vectors (`wires`, one per entity
+    row, all of the read's plan): each column is a strided slice of the vectors' statuses,
+    values and event times joined end to end, so the work per cell is in C."""
+    if not columns:
+        return
+    count = len(wires)
     vectors = [fpb.FeatureVector.FromString(w) for w in wires]
-    statuses = [bytes(v.statuses) for v in vectors]
-    stamps = [v.event_timestamps_ms for v in vectors]
+    first = columns[0]
+    statuses = b"".join([bytes(v.statuses) for v in vectors])
+    times = list(chain.from_iterable([v.event_timestamps_ms for v in vectors]))
+    if len(statuses) != first.features * count or len(times) != first.joins * count:
+        raise ValueError("the engine's vectors do not have the plan's shape")
     slots: dict[int, list[Any]] = {}
-    status_of = _STATUS_LIST
-    present = int(Status.PRESENT)
+    joins: dict[int, EventTimes] = {}
+    complete = bytes([_PRESENT]) * count
     for column in columns:
-        array = slots.get(column.slot)
+        slot = column.slot
+        array = slots.get(slot)
         if array is None:
-            array = slots[column.slot] = [getattr(v, _SLOT_FIELDS[column.slot]) for v in vectors]
-        f, pos, items = column.feature, column.position, column.items
-        own = [s[f] for s in statuses]
-        if items is None:
-            values = [row[pos] if s == present else None
-                      for row, s in zip(array, own, strict=True)]
-        else:
-            values = [getattr(row[pos], items) if s == present else None
-                      for row, s in zip(array, own, strict=True)]
-        join = column.join
-        out.append(FeatureColumn(
-            column, values, bytes([status_of[s] for s in own]), [t[join] for t in stamps]))
+            field = _SLOT_FIELDS[slot]
+            array = slots[slot] = list(chain.from_iterable([getattr(v, field) for v in vectors]))
+            if len(array) != column.slot_width * count:
+                raise ValueError("the engine's vectors do not have the plan's shape")
+        own = statuses[column.feature::column.features]
+        values = array[column.position::column.slot_width]
+        is_complete = own == complete
+        if not is_complete:
+            values = [v if s == _PRESENT else None for v, s in zip(values, own, strict=True)]
+        items = column.items
+        if items is not None:
+            values = [None if v is None else getattr(v, items) for v in values]
+        join = joins.get(column.join)
+        if join is None:
+            join = joins[column.join] = EventTimes(times[column.join::column.joins])
+        out.append(FeatureColumn(column, values, own.translate(_FEAST_STATUS), join, is_complete))
 
 
-__all__ = ["FIELD_STATUS", "Column", "FeastAnswer", "FeatureColumn", "answer_columns", "fill",
-           "wire_field"]
+__all__ = ["FIELD_STATUS", "Column", "EventTimes", "FeastAnswer", "FeatureColumn",
+           "answer_columns", "fill", "wire_field"]
