@@ -14,8 +14,9 @@ lookup is one HMGET of `_ts:<view>` and those features' fields, and every lookup
 call goes in one pipeline: one round trip (one per node on a cluster). The value found
 is a fetcher.feast.StoredRow (protos/fetcher/feast/proto/stored_row.proto) built without
 parsing what Redis returned: each feature's Value bytes in dataset order (an absent field
-as an empty Value, Feast's null), then the `_ts` bytes. Its event time is `_ts` in ms
-(rounded down). A lookup whose fields are all absent is not found; Feast keeps one
+as an empty Value, Feast's null). Its event time is `_ts` in ms (rounded down), beside
+the row, not in it: a row of present doubles then has a fixed size, which the decoder
+reads with one struct call. A lookup whose fields are all absent is not found; Feast keeps one
 version per view, so a lookup with a time bound finds it only when it is not newer.
 
 Read-only: Feast's own writers (`feast materialize`, `write_to_online_store`, push) write
@@ -49,7 +50,6 @@ __all__ = [
 _MAX_DATASETS = 4096
 _EMPTY_VALUE = b"\x0a\x00"  # StoredRow.values: one empty feast.types.Value
 _VALUE_TAG = b"\x0a"  # StoredRow field 1 (values), length-delimited
-_TIMESTAMP_TAG = b"\x12"  # StoredRow field 2 (event_timestamp), length-delimited
 _READ_ONLY = (
     "is read-only: Feast's own writers (feast materialize, write_to_online_store, push) "
     "write its rows"
@@ -222,7 +222,6 @@ class _FeastLayout:
                             f"google.protobuf.Timestamp ({exc})"
                         ) from None
                     last_ts, last_ms = ts, event_ms
-                parts.append(_TIMESTAMP_TAG + _varint(len(ts)) + ts)
             if at_ms is not None and event_ms > at_ms:
                 results.append(None)
                 continue

@@ -166,6 +166,9 @@ class DoubleLayout:
     and a row of plain doubles not at all: its body already is the packed doubles of a
     FeatureVector. Rows with a null, or written with another schema, do not match
     `size`/`header` and take the general decoder.
+
+    Other codecs with such rows describe them the same way (fetcher.feast's protobuf
+    rows: no header, the body at offset 0, each value's field head checked as "branches").
     """
 
     header: bytes  # marker + the current schema's fingerprint
@@ -176,6 +179,7 @@ class DoubleLayout:
     branch_positions: tuple[int, ...]  # where the branch bytes are in body.unpack's tuple
     branches: tuple[int, ...]  # the branch byte of the non-null type of each union
     value_positions: tuple[int, ...]  # where the values are in body.unpack's tuple
+    offset: int = HEADER_SIZE  # where the body starts
 
 
 def double_layout(schema: Any, fingerprint: bytes) -> DoubleLayout | None:

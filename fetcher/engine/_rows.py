@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from fetcher.codec import HEADER_SIZE, DoubleLayout
+from fetcher.codec import DoubleLayout
 from fetcher.types import Feature, FeatureType, Status
 
 # Value slots: the order of the typed value arrays in a vector (and of EntityVector.values).
@@ -318,6 +318,7 @@ def row_reader(
     head = shape.present_head() + _TAG_DOUBLES + varint(8 * count)
     header = layout.header
     size = layout.size
+    offset = layout.offset
     # Closure locals: read per row without global lookups.
     new_row, row_type, join = _new_row, GroupRow, b"".join
     # The last event time's field, (event_ms, bytes), swapped whole (so safe to share
@@ -332,7 +333,7 @@ def row_reader(
                 if seen_ms != event_ms:
                     field = event_field(event_ms)
                     last_event[0] = (event_ms, field)
-                return new_row(row_type, (event_ms, join((head, value[HEADER_SIZE:], field))))
+                return new_row(row_type, (event_ms, join((head, value[offset:], field))))
             return general(value, event_ms)
 
         return plain_doubles
@@ -344,7 +345,7 @@ def row_reader(
 
     def fixed_doubles(value: bytes, event_ms: int) -> GroupRow:
         if len(value) == size and value.startswith(header):
-            values = unpack(value, HEADER_SIZE)
+            values = unpack(value, offset)
             if pick_branches(values) == branches:
                 seen_ms, field = last_event[0]
                 if seen_ms != event_ms:

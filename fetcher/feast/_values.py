@@ -13,7 +13,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fetcher.feast._by_hand import RowByHand
+from fetcher.codec import DoubleLayout
+from fetcher.feast._by_hand import RowByHand, double_layout
 from fetcher.feast.proto import stored_row_pb2
 from fetcher.feast.proto.types import value_pb2
 from fetcher.types import FeatureType, KeyType
@@ -127,7 +128,7 @@ class FeastRowCodec:
     """Decodes the rows of one group (a feature view's features, maybe a subset) read from
     Feast's Redis layout; what the engine's plans need of a codec (fetcher.engine)."""
 
-    __slots__ = ("_by_hand", "_names", "_readers", "fingerprint")
+    __slots__ = ("_by_hand", "_layout", "_names", "_readers", "fingerprint")
 
     def __init__(self, dataset: str, features: Sequence[tuple[str, int]]) -> None:
         """`features`: (name, Feast value type) in the dataset's order; all served types."""
@@ -140,6 +141,7 @@ class FeastRowCodec:
             [_parsed(read, parse) for read in self._readers],
             NULL_TIMESTAMP,
         )
+        self._layout = double_layout(self._names, [vt for _, vt in features])
         # The cache namespace of the group's rows: a reload that changes what is read or
         # how it is typed never serves rows decoded the old way.
         described = json.dumps([dataset, [vt for _, vt in features]]).encode()
@@ -164,6 +166,6 @@ class FeastRowCodec:
             for name, read, value in zip(self._names, self._readers, values, strict=True)
         }
 
-    def double_layout(self) -> None:
-        """No Avro fast path: Feast's values are protobuf."""
-        return None
+    def double_layout(self) -> DoubleLayout | None:
+        """The fixed layout of the rows when every feature is a double or a float."""
+        return self._layout

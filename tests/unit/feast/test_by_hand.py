@@ -13,13 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fetcher.feast import NULL_TIMESTAMP, FeastRowCodec
+from fetcher.api import encode_values
+from fetcher.engine._rows import RowShape, row_reader
+from fetcher.feast import FEATURE_TYPES, NULL_TIMESTAMP, FeastRowCodec
 from fetcher.feast import _by_hand as _by_hand_module
 from fetcher.feast._by_hand import RowByHand
 from fetcher.feast.proto.stored_row_pb2 import StoredRow
 from fetcher.feast.proto.types import value_pb2 as v
 from fetcher.feast.proto.types.value_pb2 import ValueType as VT
+from fetcher.types import Feature
 from kvstores.feast_redis import _FeastLayout, feast_dataset
+
+EVENT_MS = 1_764_000_000_123
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 # Doubles from any 8 bytes: NaNs with payloads, infinities, subnormals, -0.0.
@@ -135,6 +140,27 @@ def _check(value_types: list[int], data: bytes) -> None:
     assert _outcome(codec.decode, data) == _outcome(codec.decode_by_protobuf, data)
 
 
+def _shape(value_types: list[int]) -> RowShape:
+    return RowShape(
+        [Feature(f"f{i}", FEATURE_TYPES[vt]) for i, vt in enumerate(value_types)], encode_values)
+
+
+def _row_outcome(read: Any, data: bytes) -> Any:
+    try:
+        return read(data, EVENT_MS)
+    except Exception as exc:  # the error is the outcome compared
+        return (type(exc), str(exc))
+
+
+def _check_rows(value_types: list[int], data: bytes) -> None:
+    """The engine's rows of `data`: through the codec's layout as through its decoder."""
+    codec = _codec(value_types)
+    shape = _shape(value_types)
+    fast = row_reader(shape, codec.decode, codec.double_layout())
+    general = row_reader(shape, codec.decode_by_protobuf, None)
+    assert _row_outcome(fast, data) == _row_outcome(general, data)
+
+
 @settings(max_examples=400, deadline=None)
 @given(rows())
 def test_rows_read_as_protobuf_reads_them(row: tuple[list[int], bytes]) -> None:
@@ -145,12 +171,33 @@ def test_rows_read_as_protobuf_reads_them(row: tuple[list[int], bytes]) -> None:
 @given(rows((VT.DOUBLE, VT.FLOAT)))
 def test_rows_of_doubles_and_floats(row: tuple[list[int], bytes]) -> None:
     _check(*row)
+    _check_rows(*row)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([VT.DOUBLE, VT.FLOAT]), min_size=1, max_size=25), st.data())
+def test_rows_of_present_doubles_take_the_engines_fast_path(
+    value_types: list[int], data: Any
+) -> None:
+    values = [_value(vt, data.draw(SCALARS[vt][1])) for vt in value_types]
+    row = StoredRow(values=values).SerializeToString()
+    codec = _codec(value_types)
+    fast = row_reader(_shape(value_types), _no_decoder, codec.double_layout())
+    general = row_reader(_shape(value_types), codec.decode_by_protobuf, None)
+    assert fast(row, EVENT_MS) == general(row, EVENT_MS)
+
+
+def _no_decoder(data: bytes) -> dict[str, Any]:
+    raise AssertionError("the layout did not read the row")
 
 
 @settings(max_examples=400, deadline=None)
 @given(rows(), st.data())
 def test_cut_padded_and_flipped_rows(row: tuple[list[int], bytes], data: Any) -> None:
     value_types, raw = row
+    if data.draw(st.booleans()):  # half of them over the fixed layout's types
+        value_types = [data.draw(st.sampled_from([VT.DOUBLE, VT.FLOAT])) for _ in value_types]
+        raw = b"".join(_field(0x0A, _value(vt, 1.5).SerializeToString()) for vt in value_types)
     how = data.draw(st.sampled_from(["cut", "pad", "flip"]))
     if how == "cut":
         changed = raw[: data.draw(st.integers(0, len(raw) - 1))]
@@ -162,6 +209,7 @@ def test_cut_padded_and_flipped_rows(row: tuple[list[int], bytes], data: Any) ->
         flipped[bit // 8] ^= 1 << (bit % 8)
         changed = bytes(flipped)
     _check(value_types, changed)
+    _check_rows(value_types, changed)
 
 
 @settings(max_examples=200, deadline=None)
@@ -178,10 +226,9 @@ def test_rows_framed_by_the_store(data: Any) -> None:
     if found is None:
         assert reply == [None] * len(reply)
         return
-    ts = reply[0]
-    assert found[0] == b"".join(_field(0x0A, value or b"") for value in reply[1:]) + (
-        b"" if ts is None else _field(0x12, ts))
+    assert found[0] == b"".join(_field(0x0A, value or b"") for value in reply[1:])
     _check(value_types, found[0])
+    _check_rows(value_types, found[0])
 
 
 def _by_hand(value_types: list[int]) -> RowByHand:
@@ -260,4 +307,6 @@ ODD_VALUES = [
 @pytest.mark.parametrize("raw", ODD_VALUES)
 @pytest.mark.parametrize("value_type", [*SCALARS, VT.DOUBLE_LIST])
 def test_odd_encodings(value_type: int, raw: bytes) -> None:
-    _check([value_type, VT.DOUBLE], _field(0x0A, raw) + _field(0x0A, b"\x29" + b"\x00" * 8))
+    row = _field(0x0A, raw) + _field(0x0A, b"\x29" + b"\x00" * 8)
+    _check([value_type, VT.DOUBLE], row)
+    _check_rows([value_type, VT.DOUBLE], row)
