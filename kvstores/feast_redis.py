@@ -203,11 +203,18 @@ class _FeastLayout:
                 results.append(None)
                 continue
             try:
-                # A Value under 128 bytes (every scalar but long strings and bytes) has a
-                # one-byte length: its field head comes from a table, no varint call.
-                parts = [heads[len(v)] + v for v in values]
-            except (TypeError, IndexError):  # an absent field (None) or a long value
-                parts = [_value_field(v) for v in values]
+                # Values of one size under 128 bytes (a view of doubles: 9 each) are framed
+                # by one join, their shared field head as the separator.
+                (size,) = set(map(len, values))
+                head = heads[size]
+                row = head + head.join(values)
+            except (TypeError, ValueError, IndexError):  # None, several sizes, a long value
+                try:
+                    # A Value under 128 bytes (every scalar but long strings and bytes) has
+                    # a one-byte length: its field head comes from a table, no varint call.
+                    row = b"".join([heads[len(v)] + v for v in values])
+                except (TypeError, IndexError):  # an absent field (None) or a long value
+                    row = b"".join([_value_field(v) for v in values])
             event_ms = 0
             if ts is not None:
                 if ts == last_ts:
@@ -225,7 +232,7 @@ class _FeastLayout:
             if at_ms is not None and event_ms > at_ms:
                 results.append(None)
                 continue
-            results.append((b"".join(parts), event_ms))
+            results.append((row, event_ms))
         return results
 
 
