@@ -308,6 +308,9 @@ def _cmd_logs_read(args: argparse.Namespace) -> int:
     origin = (f"{summary.messages:,} message(s)" if topic else f"{summary.files} file(s)")
     print(f"{summary.records:,} records of {args.service} from {origin}, "
           f"schema(s) {', '.join(summary.schemas)}: {out} ({len(summary.columns)} columns)")
+    if summary.malformed:
+        print(f"fetcher logs read: {summary.malformed:,} record(s) left out: their vector "
+              "does not match their schema", file=sys.stderr)
     return 0
 
 

@@ -11,10 +11,23 @@ from typing import Any
 
 from fetcher.featurelog._avro import avro_schema, avro_schema_json, schema_from_json
 from fetcher.featurelog._avro_encode import encode_records
-from fetcher.featurelog._columns import LogColumns, LogRow, columns_batch, record_batch
+from fetcher.featurelog._columns import (
+    LogColumns,
+    LogRow,
+    columns_batch,
+    expand,
+    raw_batch,
+    record_batch,
+)
 from fetcher.featurelog._files import ClosedFile, FileSink, closed_files, service_dir
 from fetcher.featurelog._log import FeatureLog
-from fetcher.featurelog._read import LogReadError, ReadSummary, read_logs
+from fetcher.featurelog._read import (
+    LogReadError,
+    ReadSummary,
+    file_schema,
+    read_log_file,
+    read_logs,
+)
 from fetcher.featurelog._sampling import BUCKETS, Sampler, sample_bucket, sample_threshold
 from fetcher.featurelog._schema import LogSchema, log_schema, service_descriptor
 from fetcher.featurelog._sink import LogBatch, LogSink
@@ -46,8 +59,12 @@ __all__ = [
     "closed_files",
     "columns_batch",
     "encode_records",
+    "expand",
+    "file_schema",
     "log_schema",
     "open_sink",
+    "raw_batch",
+    "read_log_file",
     "read_logs",
     "read_topic",
     "record_batch",

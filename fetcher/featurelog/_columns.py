@@ -1,4 +1,9 @@
-"""Served vectors -> one Arrow record batch of a LogSchema, in the writer thread.
+"""Logged records as Arrow: the written layout and the decoded one.
+
+The writer thread gathers records (LogColumns) into `raw_batch`: request fields, keys and
+context as columns, each vector as the wire bytes served (`LogSchema.raw_arrow`). Readers
+(`fetcher logs read`) and the Kafka sink decode those into a column per feature
+(`expand`, `columns_batch`: `LogSchema.arrow`), as follows.
 
 The vectors arrive as the FeatureVector wire bytes the server sent. Protobuf appends the
 repeated fields of concatenated messages, so the vectors of a batch are joined and parsed
@@ -278,7 +283,8 @@ def _value_columns(schema: LogSchema, v: _Vectors, absent: NDArray[np.bool_]) ->
     return out
 
 
-def _build(schema: LogSchema, r: LogColumns, v: _Vectors) -> pa.RecordBatch:
+def _meta_arrays(schema: LogSchema, r: LogColumns) -> list[pa.Array[Any]]:
+    """The request fields, keys and context of the records: the columns both layouts share."""
     n = len(r)
     arrays: list[pa.Array[Any]] = [
         pa.array(r.request_time_ms, TIMESTAMP),
@@ -302,6 +308,13 @@ def _build(schema: LogSchema, r: LogColumns, v: _Vectors) -> pa.RecordBatch:
         arrays.append(pa.StructArray.from_arrays(
             children, fields=list(schema.arrow.field("context").type),
             mask=pa.array(missing, pa.bool_())))
+    return arrays
+
+
+def _vector_arrays(schema: LogSchema, v: _Vectors) -> list[pa.Array[Any]]:
+    """The decoded columns: values, statuses and event times (those the schema has)."""
+    n = len(v.statuses)
+    arrays: list[pa.Array[Any]] = []
     if schema.features:
         absent = v.statuses != _PRESENT
         codes = pa.array(np.ascontiguousarray(v.statuses.T).astype(np.int8).ravel(), pa.int8())
@@ -316,4 +329,41 @@ def _build(schema: LogSchema, r: LogColumns, v: _Vectors) -> pa.RecordBatch:
         times = _matrix_columns(v.event_ms, v.event_ms == 0, TIMESTAMP)
         arrays.append(pa.StructArray.from_arrays(
             times, fields=list(schema.arrow.field("event_times").type)))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow)
+    return arrays
+
+
+def _build(schema: LogSchema, r: LogColumns, v: _Vectors) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([*_meta_arrays(schema, r), *_vector_arrays(schema, v)],
+                                      schema=schema.arrow)
+
+
+def raw_batch(schema: LogSchema, records: LogColumns) -> pa.RecordBatch:
+    """The records in the written layout (`schema.raw_arrow`): each vector's wire bytes as
+    served, not decoded (the writer's work per record is a few list appends)."""
+    return pa.RecordBatch.from_arrays(
+        [*_meta_arrays(schema, records), pa.array(records.wires, pa.binary())],
+        schema=schema.raw_arrow)
+
+
+def expand(schema: LogSchema, raw: pa.Table | pa.RecordBatch) -> tuple[pa.Table | None, int]:
+    """Records of the written layout -> the decoded one (`schema.arrow`), and how many were
+    left out as malformed (a vector that does not decode alone)."""
+    wires: list[bytes] = raw.column("vector").to_pylist()  # type: ignore[assignment]
+    try:
+        vectors = _decode(schema, wires)
+        keep = None
+    except Exception:
+        keep = []
+        for i, data in enumerate(wires):
+            try:
+                _decode(schema, [data])
+            except Exception:  # a broken vector of any kind: left out and counted
+                continue
+            keep.append(i)
+        if not keep:
+            return None, len(wires)
+        raw = raw.take(pa.array(keep, pa.int64()))
+        vectors = _decode(schema, [wires[i] for i in keep])
+    meta = [raw.column(i) for i in range(len(schema.raw_arrow) - 1)]
+    table = pa.Table.from_arrays([*meta, *_vector_arrays(schema, vectors)], schema=schema.arrow)
+    return table, 0 if keep is None else len(wires) - len(keep)

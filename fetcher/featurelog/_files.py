@@ -1,5 +1,9 @@
 """The file sink: rotating Parquet files, never visible before they are whole.
 
+Records are written in the vector layout (`LogSchema.raw_arrow`, marked in the file's
+metadata): request fields, keys and context as columns, each served vector as its wire
+bytes; `fetcher logs read` (fetcher.featurelog._read) decodes them to a column per feature.
+
 Layout under the log directory (docs/operations.md, "Feature log"):
 
     schemas/<hash>.json                               each logged schema, written once
@@ -131,7 +135,7 @@ class _OpenFile:
         self.opened = opened
         # Statistics of request_time only: readers prune row groups by time; those of
         # every feature column cost a third of the writer's time and serve no filter.
-        self.writer = pq.ParquetWriter(str(temp), schema.arrow, compression=COMPRESSION,
+        self.writer = pq.ParquetWriter(str(temp), schema.raw_arrow, compression=COMPRESSION,
                                        write_statistics=["request_time"])
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0

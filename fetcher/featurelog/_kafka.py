@@ -166,13 +166,20 @@ class KafkaSink:
     def write(self, batch: LogBatch) -> None:
         """Produce the records of `batch` (OSError: none of them could be, e.g. the broker
         is unreachable or their schema is not acknowledged yet)."""
-        records = batch.records
-        if records.num_rows == 0:
+        if batch.records.num_rows == 0:
             return
         schema = batch.schema
         self._producer.poll(0)
         self._ensure_topics()
         self._ensure_schema(schema)
+        decoded, malformed = batch.decoded()
+        if malformed:
+            self._lose(schema.service, "malformed", malformed)
+            self._warnings.warn("malformed", "feature log: %d vector(s) of %s do not match "
+                                "schema %s", malformed, schema.service, schema.hash)
+        if decoded is None:
+            return
+        records = decoded.combine_chunks().to_batches()[0]
         values = encode_records(schema, records)
         keys = self._key_bytes(schema, records)
         times: Any = records.column("request_time").cast(pa.int64()).to_pylist()

@@ -24,11 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fetcher.featurelog._columns import expand
 from fetcher.featurelog._files import SCHEMAS_DIR, ClosedFile, closed_files
 from fetcher.featurelog._schema import (
     ARROW_TYPES,
     KEY_ARROW_TYPES,
+    LAYOUT_VECTOR,
     META_DESCRIPTOR,
+    META_LAYOUT,
     TIMESTAMP,
     LogSchema,
     log_schema,
@@ -50,6 +53,19 @@ class ReadSummary:
     messages: int = 0  # topic messages read (files: 0)
     schemas: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
+    malformed: int = 0  # records left out: their vector does not match their schema
+
+
+def read_log_file(path: str | os.PathLike[str], schema: LogSchema) -> tuple[pa.Table, int]:
+    """One closed log file's records in the decoded layout (`schema.arrow`: a column per
+    feature), whichever layout it was written in, and how many were left out as malformed.
+    Files of the vector layout (META_LAYOUT) are decoded here; older ones are read as is."""
+    table = pq.read_table(Path(path))
+    if (table.schema.metadata or {}).get(META_LAYOUT) != LAYOUT_VECTOR:
+        return table, 0
+    decoded, malformed = expand(schema, table)
+    return (decoded if decoded is not None
+            else pa.Table.from_batches([], schema=schema.arrow)), malformed
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +78,9 @@ class _Column:
     source: str
 
 
-def _schema_of(root: Path, file: ClosedFile) -> LogSchema:
+def file_schema(root: Path, file: ClosedFile) -> LogSchema:
+    """The LogSchema of a closed file under the log directory `root`: schemas/<hash>.json, or
+    the copy in the file's own metadata (LogReadError when neither is there or matches)."""
     path = root / SCHEMAS_DIR / f"{file.schema_hash}.json"
     try:
         text = path.read_text(encoding="ascii")
@@ -173,10 +191,19 @@ def read_logs(
     schemas: dict[str, LogSchema] = {}
     for f in files:
         if f.schema_hash not in schemas:
-            schemas[f.schema_hash] = _schema_of(root, f)
-    summary = write_flat(schemas, ((f.schema_hash, pq.read_table(f.path)) for f in files),
-                         out, since_ms=since_ms, until_ms=until_ms)
+            schemas[f.schema_hash] = file_schema(root, f)
+    malformed = 0
+
+    def parts() -> Iterable[tuple[str, pa.Table]]:
+        nonlocal malformed
+        for f in files:
+            table, bad = read_log_file(f.path, schemas[f.schema_hash])
+            malformed += bad
+            yield f.schema_hash, table
+
+    summary = write_flat(schemas, parts(), out, since_ms=since_ms, until_ms=until_ms)
     summary.files = len(files)
+    summary.malformed = malformed
     return summary
 
 

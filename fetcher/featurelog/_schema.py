@@ -29,6 +29,11 @@ LOG_FORMAT = 1
 #: Parquet key-value metadata of every log file.
 META_DESCRIPTOR = b"fetcher.log_schema"
 META_HASH = b"fetcher.schema_hash"
+#: Parquet key-value metadata naming a file's record layout: LAYOUT_VECTOR (each record's
+#: vector as the wire bytes served, decoded when read) or, absent, the layout of
+#: `LogSchema.arrow` (one column per feature: files written before the vector layout).
+META_LAYOUT = b"fetcher.record_layout"
+LAYOUT_VECTOR = b"vector"
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 #: Statuses are dictionary-encoded: index = fetcher.v1.FeatureStatus number.
@@ -98,7 +103,8 @@ class LogSchema:
     slot_counts: tuple[int, ...]  # features per slot, SLOT_DOUBLE..SLOT_LIST
     descriptor: str  # canonical JSON
     hash: str
-    arrow: pa.Schema
+    arrow: pa.Schema  # a record decoded: one column per feature (what readers get)
+    raw_arrow: pa.Schema  # a record as written to files: the vector's wire bytes
 
     def describe(self) -> dict[str, Any]:
         """The descriptor as a JSON object."""
@@ -168,10 +174,11 @@ def log_schema(descriptor: dict[str, Any]) -> LogSchema:
         features.append(LoggedFeature(f["name"], kind, slot, counts[slot], f["join"]))
         counts[slot] += 1
     digest = schema_hash(text)
+    arrow = _arrow_schema(keys, context, joins, features, text, digest)
     return LogSchema(
         service=descriptor["service"], keys=keys, context=context, joins=joins,
         features=tuple(features), slot_counts=tuple(counts), descriptor=text, hash=digest,
-        arrow=_arrow_schema(keys, context, joins, features, text, digest),
+        arrow=arrow, raw_arrow=_raw_schema(arrow, bool(context)),
     )
 
 
@@ -208,3 +215,14 @@ def _arrow_schema(
             [pa.field(j.field, TIMESTAMP) for j in joins]), nullable=False))
     return pa.schema(fields, metadata={META_DESCRIPTOR: descriptor.encode("ascii"),
                                        META_HASH: digest.encode("ascii")})
+
+
+def _raw_schema(arrow: pa.Schema, context: bool) -> pa.Schema:
+    """The written layout: the request fields, keys and context of `arrow`, then `vector`
+    (the FeatureVector bytes; its layout is the descriptor's, so the hash stays the same)."""
+    fields = [arrow.field(i) for i in range(7 + int(context))]
+    fields.append(pa.field("vector", pa.binary(), nullable=False))
+    metadata: dict[bytes | str, bytes | str] = {META_LAYOUT: LAYOUT_VECTOR}
+    for key, value in (arrow.metadata or {}).items():
+        metadata[key] = value
+    return pa.schema(fields, metadata=metadata)

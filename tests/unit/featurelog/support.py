@@ -10,14 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from fetcher.api._service import FeatureServicer
 from fetcher.api._snapshot import Snapshot, build_snapshot
 from fetcher.client import decode_vectors, event_value, key_value
 from fetcher.config import FeatureLogSettings
-from fetcher.featurelog import FeatureLog, LogBatch, closed_files
+from fetcher.featurelog import FeatureLog, LogBatch, closed_files, file_schema, read_log_file
 from fetcher.v1 import feature_service_pb2 as pb
 from tests.unit.fetch_support import MINUTE_MS, FetchHarness, demo_catalog, now_ms, record
 
@@ -129,8 +126,11 @@ class LogHarness:
     def records(self, service: str) -> list[dict[str, Any]]:
         """Every record of the closed files of `service`, as Python dicts."""
         out: list[dict[str, Any]] = []
-        for f in closed_files(Path(self.settings.directory), service):
-            out += pq.read_table(f.path).to_pylist()
+        root = Path(self.settings.directory)
+        for f in closed_files(root, service):
+            table, malformed = read_log_file(f.path, file_schema(root, f))
+            assert malformed == 0, f.path
+            out += table.to_pylist()
         return out
 
     async def close(self) -> None:
@@ -164,11 +164,6 @@ def record_of(rec: dict[str, Any], groups: Sequence[str],
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, list | tuple) else value
-
-
-def arrow_table(paths: Sequence[Path]) -> pa.Table:
-    """The closed files read as one table."""
-    return pa.concat_tables([pq.read_table(p) for p in paths])
 
 
 def oracle_kept(service: str, keys: Sequence[tuple[str, Any]], percent: float) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from fetcher.featurelog import FileSink, LogBatch, LogRow, closed_files, record_batch
+from fetcher.featurelog import FileSink, LogBatch, LogColumns, LogRow, closed_files, raw_batch
 from fetcher.featurelog._files import SCHEMAS_DIR
 from tests.unit.featurelog.test_columns import SCHEMA, wire
 
@@ -27,9 +27,7 @@ def _vector(i: int) -> bytes:
 def _batch(first: int, count: int, start_ms: int = T0) -> LogBatch:
     rows = [LogRow(start_ms + i, f"r{i}", 0, "cfg", None, [i, "p"], None, _vector(i))
             for i in range(first, first + count)]
-    records, malformed = record_batch(SCHEMA, rows)
-    assert records is not None and malformed == 0
-    return LogBatch(SCHEMA, records)
+    return LogBatch(SCHEMA, raw_batch(SCHEMA, LogColumns.from_rows(rows)))
 
 
 class Clock:

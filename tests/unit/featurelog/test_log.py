@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fetcher.featurelog import FeatureLog, closed_files
+from fetcher.featurelog import FeatureLog, closed_files, read_logs
 from tests.unit.derive_support import NAMES, derived_snapshot
 from tests.unit.featurelog.support import (
     BlockingSink,
@@ -178,7 +178,12 @@ async def test_register_decides_once_per_plan(tmp_path: Path, percent: float) ->
     entry = log._targets[id(plan)]
     assert entry[0] is plan and (entry[1] is None) == (percent == 0.0)
     await h.close()
-    assert closed_files(Path(h.settings.directory), SERVICE) == []
+    files = closed_files(Path(h.settings.directory), SERVICE)
+    if percent == 0.0:
+        assert files == []
+    else:  # kept as served (b"" is no vector of the plan): left out, and counted, when read
+        summary = read_logs(h.settings.directory, SERVICE, tmp_path / "o.parquet", since_ms=0)
+        assert len(files) == 1 and (summary.records, summary.malformed) == (0, 1)
 
 
 async def test_a_drain_is_written_in_chunks(

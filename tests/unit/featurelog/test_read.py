@@ -15,9 +15,11 @@ from fetcher.cli import main
 from fetcher.featurelog import (
     FileSink,
     LogBatch,
+    LogColumns,
     LogReadError,
     LogRow,
     log_schema,
+    raw_batch,
     read_logs,
     record_batch,
 )
@@ -44,9 +46,7 @@ def _write(root: Path, schema: LogSchema, first: int, count: int, *, extra: Any 
         if extra is not None:
             data += extra(i)
         rows.append(LogRow(T0 + i * 1000, f"r{i}", 0, "cfg", None, [i, "p"], None, data))
-    records, malformed = record_batch(schema, rows)
-    assert records is not None and malformed == 0
-    sink.write(LogBatch(schema, records))
+    sink.write(LogBatch(schema, raw_batch(schema, LogColumns.from_rows(rows))))
     sink.close()
 
 
@@ -135,3 +135,53 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["logs", "read", str(tmp_path / "log"), "--service", "svc", "--since", "soon"])
     assert "is not an ISO-8601 time" in capsys.readouterr().err
+
+
+def _rows(first: int, count: int) -> list[LogRow]:
+    return [LogRow(T0 + i * 1000, f"r{i}", 0, "cfg", None, [i, "p"], None,
+                   wire({"statuses": [1] * 11, "values": _values(i), "event": [T0 + i, 0]}))
+            for i in range(first, first + count)]
+
+
+def test_a_file_of_the_older_column_per_feature_layout_reads_like_the_vector_layout(
+    tmp_path: Path,
+) -> None:
+    # The same records written by today's sink and as a file of the older layout (a column
+    # per feature, no layout marker), by hand as the writer of that layout did.
+    _write(tmp_path / "new", SCHEMA, 0, 5)
+    records, malformed = record_batch(SCHEMA, _rows(0, 5))
+    assert records is not None and malformed == 0
+    assert records.schema.metadata.get(b"fetcher.record_layout") is None
+    write_schema(tmp_path / "old", SCHEMA)
+    folder = tmp_path / "old/service=svc/date=2025-12-01"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_batches([records]),
+                   folder / f"{T0}-{T0 + 4000}-{SCHEMA.hash}-x-1.parquet")
+    outs = []
+    for name in ("new", "old"):
+        out = tmp_path / f"{name}.parquet"
+        assert read_logs(tmp_path / name, "svc", out, since_ms=0).records == 5
+        outs.append(pq.read_table(out))
+    assert outs[0].equals(outs[1])
+    written = next((tmp_path / "new").rglob("*.parquet"))
+    assert pq.read_schema(written).names[-1] == "vector"  # the served bytes, not decoded
+
+
+def test_a_malformed_vector_is_left_out_at_read_time_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = _rows(0, 4)
+    rows[1] = rows[1]._replace(wire=b"\xff\x01")  # not a FeatureVector of SCHEMA
+    rows[2] = rows[2]._replace(wire=rows[2].wire + rows[3].wire)  # two vectors in one
+    sink = FileSink(tmp_path / "log", max_file_bytes=1 << 30, max_file_seconds=60, tag="m")
+    sink.write(LogBatch(SCHEMA, raw_batch(SCHEMA, LogColumns.from_rows(rows))))
+    sink.close()
+    out = tmp_path / "o.parquet"
+    summary = read_logs(tmp_path / "log", "svc", out, since_ms=0)
+    assert (summary.records, summary.malformed) == (2, 2)
+    assert pq.read_table(out).column("request_id").to_pylist() == ["r0", "r3"]
+    assert main(["logs", "read", str(tmp_path / "log"), "--service", "svc", "--since", "0",
+                 "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "2 records of svc" in captured.out
+    assert "2 record(s) left out: their vector does not match their schema" in captured.err
