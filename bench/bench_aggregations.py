@@ -19,12 +19,14 @@
    cache off ("cold": every fetch reads each key's part from Redis) and on ("warm": the
    warm-up calls filled it, so the reads name the parts known and Redis leaves them
    out), alternating in each round, and with `--baseline TREE` the same runs of another
-   tree (e.g. an export of main, which has no part cache) first. Reported besides CPU:
+   tree (e.g. an export of main) first, cold, and warm too with `--baseline-parts` (a
+   tree that has the part cache). Reported besides CPU:
    bytes Redis sent per entity (INFO total_net_output_bytes) and Redis CPU per entity
    (INFO used_cpu_user + used_cpu_sys), over the timed calls.
 
 Run: .venv/bin/python bench/bench_aggregations.py [--reps 5] [--events 10] [--freshness 300]
-     .venv/bin/python bench/bench_aggregations.py --parts [--baseline /tmp/main] --reps 3
+     .venv/bin/python bench/bench_aggregations.py --parts [--baseline /tmp/main
+         [--baseline-parts]] --reps 3
 """
 
 from __future__ import annotations
@@ -317,6 +319,8 @@ def main() -> None:
                         help="user_txn with the batch part L1 off and on (3. above)")
     parser.add_argument("--baseline", default="",
                         help="with --parts: a tree whose fetcher is run first in each round")
+    parser.add_argument("--baseline-parts", action="store_true",
+                        help="with --baseline: that tree has the part cache; run it warm too")
     parser.add_argument("--cache", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -372,6 +376,8 @@ def _parts_rounds(args: argparse.Namespace) -> None:
     variants = [("cold", "", False), ("warm", "", True)]
     if args.baseline:
         variants.insert(0, ("baseline", args.baseline, False))
+        if args.baseline_parts:
+            variants.insert(1, ("base-warm", args.baseline, True))
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
     for _ in range(args.reps):
         for name, tree, cached in variants:

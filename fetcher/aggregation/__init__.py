@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fetcher.aggregation._collections import Histogram, KeepK, UniqueCount
+from fetcher.aggregation._decoded import DecodedStates
 from fetcher.aggregation._encoding import FORMAT_VERSION, StateDecodeError
 from fetcher.aggregation._operations import (
     INT64_MAX,
@@ -127,6 +128,7 @@ __all__ = [
     "ApproxUniqueCount",
     "Computed",
     "Count",
+    "DecodedStates",
     "EventCodec",
     "EventValueError",
     "Extreme",

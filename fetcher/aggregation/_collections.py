@@ -17,6 +17,14 @@ KState = list[Entry]
 _K_TAGS = {"first_k": 10, "last_k": 11, "top_k": 12, "bottom_k": 13}
 
 
+def _collection_bytes(encoded: int) -> int:
+    """The memory estimate of a decoded k, set or counts state of `encoded` bytes: each
+    value is a Python object, its value bytes another, in a tuple, set or dict slot;
+    measured (sys.getsizeof, deep) at 10-35x the encoded bytes of a few values, ~10-16x
+    of tens of them."""
+    return 256 + 16 * encoded
+
+
 @dataclass(frozen=True, slots=True)
 class KeepK(Operator[KState]):
     """At most k values: the earliest (first_k), latest (last_k), largest (top_k) or smallest
@@ -58,6 +66,10 @@ class KeepK(Operator[KState]):
     def merge(self, a: KState, b: KState) -> KState:
         """The k kept from the values of both."""
         return self._trim(list(heapq.merge(a, b)))
+
+    def decoded_bytes(self, encoded: int) -> int:
+        """See _collection_bytes."""
+        return _collection_bytes(encoded)
 
     def result(self, state: KState) -> list[Any] | None:
         """first_k oldest first, last_k newest first, top_k descending, bottom_k ascending;
@@ -141,6 +153,14 @@ class UniqueCount(Operator[DistinctState]):
         a |= b
         return None if len(a) > self.limit else a
 
+    def detach(self, state: DistinctState) -> DistinctState:
+        """A copy of the set: `merge` adds to its first state in place."""
+        return None if state is None else set(state)
+
+    def decoded_bytes(self, encoded: int) -> int:
+        """See _collection_bytes."""
+        return _collection_bytes(encoded)
+
     def result(self, state: DistinctState) -> int | None:
         """The count (0 for an empty window); None past the limit."""
         return None if state is None else len(state)
@@ -191,6 +211,14 @@ class Histogram(Operator[CountsState]):
         for key, n in b.items():
             a[key] = a.get(key, 0) + n
         return None if len(a) > self.limit else a
+
+    def detach(self, state: CountsState) -> CountsState:
+        """A copy of the counts: `merge` adds to its first state in place."""
+        return None if state is None else dict(state)
+
+    def decoded_bytes(self, encoded: int) -> int:
+        """See _collection_bytes."""
+        return _collection_bytes(encoded)
 
     def result(self, state: CountsState) -> dict[Any, int] | None:
         """value -> count; None for an empty window or past the limit."""

@@ -58,6 +58,22 @@ class Operator(ABC, Generic[S]):
     def merge(self, a: S, b: S) -> S:
         """The state of the events of both `a` and `b` (associative; order-free)."""
 
+    def detach(self, state: S) -> S:
+        """A state equal to `state` that `merge` may change without changing `state`.
+
+        `state` itself for the operations whose states never change (numbers, tuples) or
+        whose `merge` builds a new state; a copy for those that merge in place.
+        """
+        return state
+
+    def decoded_bytes(self, encoded: int) -> int:
+        """An estimate of the memory a decoded state of `encoded` bytes holds.
+
+        The scalar states (a number, moments, a first/last pick) are 28-160 bytes of
+        Python objects (sys.getsizeof, deep): 160 plus 2 per encoded byte covers them.
+        """
+        return 160 + 2 * encoded
+
     @abstractmethod
     def result(self, state: S) -> Any:
         """The feature value of a state; None means NULL_VALUE."""

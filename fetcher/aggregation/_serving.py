@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fetcher.aggregation._decoded import DecodedStates
 from fetcher.aggregation._encoding import (
     Reader,
     StateDecodeError,
@@ -33,6 +34,7 @@ _NULL = 0
 _DOUBLE_TAG, _STRING_TAG = 2, 3  # value tags (docs/aggregations.md)
 _DOUBLE = struct.Struct("<d")
 _OFFSET = struct.Struct("<I")
+_MISSING: Any = object()  # a state not decoded yet (None is a state: an empty sum)
 
 # Python types an event value of each scalar column type may arrive as.
 _INTEGER_TYPES = ("int64", "int32")
@@ -239,12 +241,14 @@ class GroupAggregator:
         events: Sequence[tuple[int, bytes, bytes]],
         at: int,
         index: list[tuple[int, int, int, int]] | None = None,
+        cached: DecodedStates | None = None,
     ) -> Computed | None:
         """The features at `at` from a log read; None when the key has nothing (NOT_FOUND).
 
-        `index` is the batch part's batch_index when the caller has it. Raises
-        StateDecodeError when a batch part or an event payload does not decode (the
-        whole group is then ERROR for this key).
+        `index` is the batch part's batch_index when the caller has it, `cached` the
+        part's decoded states kept with it (filled with the states this read decodes;
+        never changed otherwise). Raises StateDecodeError when a batch part or an event
+        payload does not decode (the whole group is then ERROR for this key).
         """
         if at < 0:
             raise ValueError(f"read at {at}: times are milliseconds since the epoch, >= 0")
@@ -286,11 +290,15 @@ class GroupAggregator:
                     raise StateDecodeError(
                         f"batch part at {end} has no state from {start} (first {s0}, {m} states)"
                     )
-                lo = unpack(payload, offsets + 4 * (j - 1))[0] if j else 0
-                hi = unpack(payload, offsets + 4 * j)[0]
-                if lo > hi:
-                    raise StateDecodeError("batch part: state offsets out of order")
-                base = operator.decode(payload[states + lo : states + hi])
+                base = _MISSING if cached is None else cached.states.get((op_index, j), _MISSING)
+                if base is _MISSING:
+                    lo = unpack(payload, offsets + 4 * (j - 1))[0] if j else 0
+                    hi = unpack(payload, offsets + 4 * j)[0]
+                    if lo > hi:
+                        raise StateDecodeError("batch part: state offsets out of order")
+                    base = operator.decode(payload[states + lo : states + hi])
+                    if cached is not None:
+                        cached.add((op_index, j), base, operator.decoded_bytes(hi - lo))
                 first = end
             key = (op_index, first)
             found = folded.get(key)
@@ -310,7 +318,8 @@ class GroupAggregator:
             if base is None:
                 state = fold
             elif applied:
-                state = operator.merge(base, fold)  # merge may change `base`, never `fold`
+                # merge may change its first state, never `fold`; a cached one is detached.
+                state = operator.merge(base if cached is None else operator.detach(base), fold)
             else:
                 state = base
             try:

@@ -4,6 +4,7 @@ behind a CRC-32 that keeps damaged bytes away from the library."""
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,6 +81,11 @@ class ApproxUniqueCount(Operator[Any]):
         union.update(b)
         return union.get_result()
 
+    def decoded_bytes(self, encoded: int) -> int:
+        """A CPC sketch in memory: its window of 2**lg_k bytes besides its compressed
+        bytes' worth of tables (an estimate)."""
+        return 256 + (1 << self.lg_k) + 2 * encoded
+
     def result(self, state: Any) -> int:
         """The estimate, rounded; 0 for an empty window."""
         return 0 if state.is_empty() else round(state.get_estimate())
@@ -131,6 +137,15 @@ class ApproxPercentile(Operator[Any]):
         """`a` with `b` merged into it."""
         a.merge(b)
         return a
+
+    def detach(self, state: Any) -> Any:
+        """A copy of the sketch: `merge` merges into its first sketch in place."""
+        return copy.copy(state)
+
+    def decoded_bytes(self, encoded: int) -> int:
+        """A KLL sketch in memory: its items (the bulk of its bytes) with room to grow
+        (an estimate)."""
+        return 256 + 2 * encoded
 
     def result(self, state: Any) -> list[float] | None:
         """The quantile of each requested percentile, in their order; None if empty."""

@@ -7,6 +7,9 @@ without the payload while the part is still the newest one in the range. The bou
 on bytes, not entries: one part is tens of KB where a cached row is a few hundred bytes.
 An entry lives `ttl_s` from the read that brought its bytes (a confirmation does not
 extend it), so a part rewritten under the same batch end is served at most that long.
+An entry also keeps the suffix states reads decoded from it (fetcher.aggregation
+DecodedStates), so a warm read decodes none; their estimated bytes are counted once a
+read has added them (`recount`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import time
 from collections.abc import Callable
 
 from cachetools import LRUCache
+
+from fetcher.aggregation import DecodedStates
 
 __all__ = ["CachedPart", "PartCache", "PartKey"]
 
@@ -27,9 +32,10 @@ _PER_OPERATION = 104
 
 
 class CachedPart:
-    """One cached batch part: its time (the batch end), payload and decoded directory."""
+    """One cached batch part: its time (the batch end), payload, decoded directory and the
+    suffix states reads have decoded (filled by the reads; counted by `PartCache.recount`)."""
 
-    __slots__ = ("expires_at", "index", "payload", "size", "ts_ms")
+    __slots__ = ("base_size", "expires_at", "index", "payload", "size", "states", "ts_ms")
 
     def __init__(
         self, ts_ms: int, payload: bytes, index: list[tuple[int, int, int, int]], size: int,
@@ -39,6 +45,9 @@ class CachedPart:
         self.payload = payload
         # Per operation (s0, m, offsets position, states position) into `payload`.
         self.index = index
+        self.states = DecodedStates()
+        # Bytes counted without the decoded states; `size` is what the bound counts now.
+        self.base_size = size
         self.size = size
         self.expires_at = expires_at
 
@@ -97,14 +106,32 @@ class PartCache:
 
     def put(
         self, key: PartKey, ts_ms: int, payload: bytes, index: list[tuple[int, int, int, int]]
-    ) -> None:
-        """Cache a part just read from the store, replacing the key's entry; one larger
-        than the whole bound is not cached (and the older entry is dropped)."""
+    ) -> CachedPart | None:
+        """Cache a part just read from the store, replacing the key's entry; its entry, or
+        None when it is larger than the whole bound (not cached; the older entry dropped)."""
         size = len(payload) + len(key[1]) + _ENTRY_OVERHEAD + _PER_OPERATION * len(index)
         if size > self._lru.maxsize:
             self._lru.pop(key, None)
+            return None
+        part = self._lru[key] = CachedPart(ts_ms, payload, index, size,
+                                           self._timer() + self.ttl_s)
+        return part
+
+    def recount(self, key: PartKey, part: CachedPart) -> None:
+        """Count the decoded states `part` gained since it was put (or last counted).
+
+        Called after a read used the part: the entry's size grows with its states and the
+        bound may push out other entries (or this one, past the whole bound). A part no
+        longer the key's entry (replaced, pushed out) is left alone.
+        """
+        size = part.base_size + part.states.bytes
+        if size == part.size or self._lru.get(key) is not part:
             return
-        self._lru[key] = CachedPart(ts_ms, payload, index, size, self._timer() + self.ttl_s)
+        part.size = size
+        if size > self._lru.maxsize:
+            del self._lru[key]
+            return
+        self._lru[key] = part  # cachetools recounts an entry set again
 
     def discard(self, key: PartKey) -> None:
         """Drop `key`'s entry (absent: nothing)."""

@@ -103,15 +103,24 @@ class AggregateReader:
             )
         batch = read.batch
         index = None
+        part = None  # the cached part this read uses (its decoded states too)
         if read.known:
             if held is None:
                 raise StateDecodeError("the store answered a known batch part none was named")
             if parts is not None:
                 parts.hits += 1
-            batch, index = (held.ts_ms, held.payload), held.index
+            batch, index, part = (held.ts_ms, held.payload), held.index, held
         elif parts is not None:
-            index = self._cache_part(parts, key, batch, held)
-        computed = self.aggregator.compute(batch, read.events, at_ms, index)
+            index, part = self._cache_part(parts, key, batch, held)
+        if part is None:
+            computed = self.aggregator.compute(batch, read.events, at_ms, index)
+        else:
+            try:
+                computed = self.aggregator.compute(batch, read.events, at_ms, index,
+                                                   part.states)
+            finally:  # the states decoded before a failure are kept (and counted) too
+                if parts is not None and part.states.bytes + part.base_size != part.size:
+                    parts.recount((self.part_ns, key), part)
         if computed is None:
             return NOT_FOUND
         statuses = [_STATUS[s] for s in computed.statuses]
@@ -128,8 +137,9 @@ class AggregateReader:
         key: bytes,
         batch: tuple[int, bytes] | None,
         held: CachedPart | None,
-    ) -> list[tuple[int, int, int, int]] | None:
-        """Keep the part a read brought (when it is the newest known); its index.
+    ) -> tuple[list[tuple[int, int, int, int]] | None, CachedPart | None]:
+        """Keep the part a read brought (when it is the newest known); its index and the
+        entry that keeps it (None: not kept).
 
         A read that named a held part and got no confirmation (not truncated: checked
         before) says the store no longer has that part as the newest: the entry is
@@ -139,13 +149,12 @@ class AggregateReader:
         if batch is None:
             if held is not None:
                 parts.discard(cache_key)
-            return None
+            return None, None
         index = self.aggregator.batch_index(batch[1])  # a part that does not decode: not kept
         parts.misses += 1
         if held is None:
             current = parts.get(cache_key)
             # An older part (a read at a time before the cached batch end) is not kept.
             if current is not None and current.ts_ms >= batch[0]:
-                return index
-        parts.put(cache_key, batch[0], batch[1], index)
-        return index
+                return index, None
+        return index, parts.put(cache_key, batch[0], batch[1], index)

@@ -73,3 +73,31 @@ def test_bad_bounds_are_refused() -> None:
         PartCache(0, 60.0)
     with pytest.raises(ValueError, match="ttl_s"):
         PartCache(1 << 20, 0.0)
+
+
+def test_decoded_states_are_counted_and_push_out_older_entries() -> None:
+    payload = b"x" * 100
+    one = size_of(payload, b"a")
+    cache = PartCache(3 * one, 60.0, timer=FakeClock())
+    for key in (b"a", b"b", b"c"):
+        cache.put(("g", key), 10, payload, INDEX)
+    assert cache.bytes == 3 * one and cache.evictions == 0
+    part = cache.get(("g", b"c"))
+    assert part is not None
+    cache.recount(("g", b"c"), part)  # nothing decoded: nothing changes
+    assert cache.bytes == 3 * one
+    part.states.add((0, 0), {b"v"}, one // 2)
+    grown = part.size + part.states.bytes
+    cache.recount(("g", b"c"), part)
+    assert part.size == grown and cache.evictions == 1  # "a", least recently used, is out
+    assert cache.get(("g", b"a")) is None and cache.bytes == one + grown
+    # An entry the key no longer holds is not counted again.
+    cache.put(("g", b"c"), 20, payload, INDEX)
+    part.states.add((0, 1), {b"w"}, 10)
+    cache.recount(("g", b"c"), part)
+    current = cache.get(("g", b"c"))
+    assert current is not None and current is not part and current.size == one
+    # States past the whole bound drop the entry.
+    current.states.add((0, 0), None, 4 * one)
+    cache.recount(("g", b"c"), current)
+    assert cache.get(("g", b"c")) is None
