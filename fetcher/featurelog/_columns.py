@@ -235,17 +235,24 @@ def columns_batch(schema: LogSchema, records: LogColumns) -> tuple[pa.RecordBatc
     try:
         vectors = _decode(schema, records.wires)
     except Exception:
-        good = []
-        for i, data in enumerate(records.wires):
-            try:
-                _decode(schema, [data])
-            except Exception:  # a broken vector of any kind: left out and counted
-                continue
-            good.append(i)
+        good = _decodable(schema, records.wires)
         if not good:
             return None, len(records)
         return columns_batch(schema, records.subset(good))[0], len(records) - len(good)
     return _build(schema, records, vectors), 0
+
+
+def _decodable(schema: LogSchema, wires: Sequence[bytes]) -> list[int]:
+    """The indexes of the vectors that decode alone (a batch that failed to decode whole
+    is split: each broken vector, of any kind, is left out and counted by the caller)."""
+    good = []
+    for i, data in enumerate(wires):
+        try:
+            _decode(schema, [data])
+        except Exception:
+            continue
+        good.append(i)
+    return good
 
 
 def _matrix_columns(matrix: NDArray[Any], absent: NDArray[np.bool_],
@@ -353,13 +360,7 @@ def expand(schema: LogSchema, raw: pa.Table | pa.RecordBatch) -> tuple[pa.Table 
         vectors = _decode(schema, wires)
         keep = None
     except Exception:
-        keep = []
-        for i, data in enumerate(wires):
-            try:
-                _decode(schema, [data])
-            except Exception:  # a broken vector of any kind: left out and counted
-                continue
-            keep.append(i)
+        keep = _decodable(schema, wires)
         if not keep:
             return None, len(wires)
         raw = raw.take(pa.array(keep, pa.int64()))
