@@ -89,6 +89,29 @@ class CacheCollector(Collector):  # type: ignore[misc,unused-ignore]
         yield from families
 
 
+
+class LimitedLog:
+    """Warnings at most once per `every_s` per topic, each saying how many like it were
+    held back since the last one (a failing store or broker is no log storm)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warn(self, logger: logging.Logger, topic: str, message: str, *args: object,
+             every_s: float = 10.0) -> None:
+        """Log `message % args` as a warning unless `topic` logged less than `every_s` ago."""
+        now = time.monotonic()
+        last = self._last.get(topic)
+        if last is not None and now - last < every_s:
+            self._held[topic] = self._held.get(topic, 0) + 1
+            return
+        self._last[topic] = now
+        held = self._held.pop(topic, 0)
+        suffix = f" ({held} more like it in the last {every_s:.0f} s)" if held else ""
+        logger.warning(message + suffix, *args)
+
+
 class Metrics:
     """The counters and histograms of one server process."""
 
@@ -166,7 +189,7 @@ class Metrics:
             "Entity vectors waiting in the feature log's queue", registry=r,
         )
         self._version = ""
-        self._last_log: dict[str, float] = {}
+        self._limited = LimitedLog()
 
     def set_config_version(self, version: str) -> None:
         """Show `version` as the one loaded config (the previous one's series is dropped)."""
@@ -194,8 +217,4 @@ class Metrics:
         every_s: float = 10.0,
     ) -> None:
         """Log a warning at most once per `every_s` per topic (a failing store is no log storm)."""
-        now = time.monotonic()
-        last = self._last_log.get(topic)
-        if last is None or now - last >= every_s:
-            self._last_log[topic] = now
-            logger.warning(message, *args)
+        self._limited.warn(logger, topic, message, *args, every_s=every_s)

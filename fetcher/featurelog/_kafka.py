@@ -37,6 +37,7 @@ from fetcher.featurelog._avro import avro_schema_json
 from fetcher.featurelog._avro_encode import encode_records
 from fetcher.featurelog._schema import LogSchema
 from fetcher.featurelog._sink import LogBatch
+from fetcher.metrics import LimitedLog
 
 log = logging.getLogger("fetcher.featurelog.kafka")
 
@@ -86,21 +87,13 @@ class KafkaLogConfig:
 
 
 class _Warnings:
-    """Warnings at most once per WARN_EVERY_S per kind, with how many were held back."""
+    """This sink's rate-limited warnings (fetcher.metrics.LimitedLog, every WARN_EVERY_S)."""
 
     def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
+        self._limited = LimitedLog()
 
     def warn(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -1e9) < WARN_EVERY_S:
-            self._held[kind] = self._held.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        held = self._held.pop(kind, 0)
-        suffix = f" ({held} more like it in the last {WARN_EVERY_S:.0f} s)" if held else ""
-        log.warning(message + suffix, *args)
+        self._limited.warn(log, kind, message, *args, every_s=WARN_EVERY_S)
 
 
 class _ClientLog:
