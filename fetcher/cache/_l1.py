@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-from cachetools import LRUCache
+from operator import itemgetter
 
 from fetcher.cache._keys import CacheKey
+from fetcher.cache._lru import CountingLRU
 
 # (monotonic time the entry expires at, the cached value)
 _Entry = tuple[float, object]
@@ -34,26 +34,6 @@ class L1Stats:
     maxsize: int
 
 
-class _ExpiringLRU(LRUCache[CacheKey, _Entry]):
-    """An LRU of (expires_at, value) entries that tells size evictions from expired ones."""
-
-    def __init__(self, maxsize: int, timer: Callable[[], float]) -> None:
-        super().__init__(maxsize)
-        self.timer = timer
-        self.evictions = 0
-        self.expirations = 0
-
-    def popitem(self) -> tuple[CacheKey, _Entry]:
-        """Drop the least recently used entry; called by the size bound on insert."""
-        key, entry = super().popitem()
-        # An expired entry pushed out by the bound was already dead: not an eviction.
-        if self.timer() < entry[0]:
-            self.evictions += 1
-        else:
-            self.expirations += 1
-        return key, entry
-
-
 class L1Cache:
     """In-process cache of decoded values keyed by CacheKey, with a TTL per entry.
 
@@ -67,7 +47,8 @@ class L1Cache:
         if maxsize < 1:
             raise ValueError(f"L1 cache maxsize must be >= 1, got {maxsize}")
         self._timer = timer
-        self._lru = _ExpiringLRU(maxsize, timer)
+        self._lru: CountingLRU[CacheKey, _Entry] = CountingLRU(
+            maxsize, timer, itemgetter(0))
         # Bound once: the lookups below run per key on the request path.
         self._has = self._lru.__contains__
         self._getitem = self._lru.__getitem__

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-from cachetools import LRUCache
+from operator import attrgetter
 
 from fetcher.aggregation import DecodedStates
+from fetcher.cache._lru import CountingLRU
 
 __all__ = ["CachedPart", "PartCache", "PartKey"]
 
@@ -52,25 +52,6 @@ class CachedPart:
         self.expires_at = expires_at
 
 
-class _BytesLRU(LRUCache[PartKey, CachedPart]):
-    """An LRU whose size is the entries' bytes; counts what the bound pushes out."""
-
-    def __init__(self, max_bytes: int, timer: Callable[[], float]) -> None:
-        super().__init__(max_bytes, getsizeof=lambda part: part.size)
-        self.timer = timer
-        self.evictions = 0
-        self.expirations = 0
-
-    def popitem(self) -> tuple[PartKey, CachedPart]:
-        """Drop the least recently used entry; called by the byte bound on insert."""
-        key, part = super().popitem()
-        if self.timer() < part.expires_at:
-            self.evictions += 1
-        else:
-            self.expirations += 1
-        return key, part
-
-
 class PartCache:
     """Batch parts by (namespace, entity key), at most `max_bytes` of them, each `ttl_s`.
 
@@ -88,7 +69,8 @@ class PartCache:
         if ttl_s <= 0:
             raise ValueError(f"batch part cache ttl_s must be > 0, got {ttl_s}")
         self._timer = timer
-        self._lru = _BytesLRU(max_bytes, timer)
+        self._lru: CountingLRU[PartKey, CachedPart] = CountingLRU(
+            max_bytes, timer, attrgetter("expires_at"), getsizeof=attrgetter("size"))
         self.ttl_s = ttl_s
         self.hits = 0
         self.misses = 0
